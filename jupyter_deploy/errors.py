@@ -1,0 +1,113 @@
+"""Errors raised by jupyter-deploy, all under one root, mapped from HTTP status in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DeployError(Exception):
+    """Root of every jupyter-deploy error."""
+
+    status: int | None = None
+
+    def __init__(self, message: str, *, reason: str | None = None, status: int | None = None, detail: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        if status is not None:
+            self.status = status
+        self.detail = detail
+
+
+class BundleError(DeployError):
+    """A bundle is malformed or fails its checksum."""
+
+
+class CaptureError(DeployError):
+    """The functions or their globals cannot be captured."""
+
+
+class ConfigError(DeployError):
+    """No manager URL or token is configured."""
+
+
+class ConnectionFailed(DeployError):
+    """The manager or service did not answer."""
+
+
+class BadRequest(DeployError):
+    """The request was malformed (400)."""
+
+    status = 400
+
+
+class Unauthorized(DeployError):
+    """No valid token (401)."""
+
+    status = 401
+
+
+class Forbidden(DeployError):
+    """The token's scope does not allow this (403)."""
+
+    status = 403
+
+
+class NotFound(DeployError):
+    """Unknown service, version or entrypoint (404)."""
+
+    status = 404
+
+
+class Conflict(DeployError):
+    """The request conflicts with the current state (409)."""
+
+    status = 409
+
+
+class PayloadTooLarge(DeployError):
+    """The bundle is over the manager's size limit (413)."""
+
+    status = 413
+
+
+class InvalidInput(DeployError):
+    """The input does not fit the entrypoint (422)."""
+
+    status = 422
+
+
+class TooManyRequests(DeployError):
+    """Rate limited (429)."""
+
+    status = 429
+
+
+class ServiceError(DeployError):
+    """The deployed function raised, or the server failed (5xx)."""
+
+    status = 500
+
+
+class BuildFailed(DeployError):
+    """A deploy did not reach a running, healthy version."""
+
+
+_BY_STATUS: dict[int, type[DeployError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+    429: TooManyRequests,
+}
+
+
+def error_for_status(status: int, message: str, reason: str | None = None, detail: Any = None) -> DeployError:
+    """Build the DeployError subclass that matches an HTTP status."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServiceError if status >= 500 else DeployError
+    return cls(message, reason=reason, status=status, detail=detail)

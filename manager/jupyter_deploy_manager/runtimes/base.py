@@ -1,0 +1,118 @@
+"""The small interface every runtime implements (docker, process; swarm later)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+LogSink = Callable[[str], None]
+"""Receives build/start log lines as they come."""
+
+RUNNER_PORT = 8080
+"""Port the service runner listens on inside a container."""
+
+LABEL = "io.jupyter-deploy"
+"""Label prefix put on every container/image the manager creates."""
+
+
+class RuntimeError_(Exception):
+    """A runtime could not build, start or stop a version; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The pinned requirement set of a version, plus the Python it runs on."""
+
+    python: str
+    requirements: tuple[str, ...]
+
+    @property
+    def hash(self) -> str:
+        """Stable short hash: same pins and Python give the same dependency layer / venv."""
+        blob = json.dumps({"python": self.python, "requirements": sorted(self.requirements)})
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def text(self) -> str:
+        """requirements.txt content."""
+        return "".join(f"{r}\n" for r in sorted(self.requirements))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running version's runner answers."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Base URL of the runner."""
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class VersionSpec:
+    """Everything a runtime needs to build and run one version of a service."""
+
+    service: str
+    version: str
+    bundle_dir: Path
+    manifest: dict[str, Any]
+    lock: Lock
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Unique, name-safe key for this version (container name, process dir)."""
+        return f"{self.service}--{self.version}".replace("+", "_")
+
+
+class Runtime(ABC):
+    """Builds and runs versions. Methods may block on I/O; the manager calls them in a thread."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def build(self, spec: VersionSpec, log: LogSink) -> None:
+        """Prepare what ``start`` needs (image / venv); reuse cached layers."""
+
+    @abstractmethod
+    def start(self, spec: VersionSpec) -> Endpoint:
+        """Start the version (idempotent) and return where its runner listens."""
+
+    @abstractmethod
+    def stop(self, spec: VersionSpec) -> None:
+        """Stop the version, keeping what ``start`` needs to start it again."""
+
+    @abstractmethod
+    def remove(self, spec: VersionSpec, keep_image: bool = False) -> None:
+        """Stop and delete the version's container/process and (unless kept) its image."""
+
+    @abstractmethod
+    def state(self, spec: VersionSpec) -> str:
+        """``running``, ``exited`` or ``missing``."""
+
+    @abstractmethod
+    def endpoint(self, spec: VersionSpec) -> Endpoint | None:
+        """Where the running version answers, or None."""
+
+    @abstractmethod
+    def logs(self, spec: VersionSpec, tail: int = 200) -> str:
+        """The last ``tail`` lines of the version's log."""
+
+    @abstractmethod
+    def managed(self) -> list[tuple[str, str]]:
+        """(service, version) pairs this runtime is running, for reconciliation."""
+
+    def close(self) -> None:
+        """Release resources held by the runtime (not the versions it runs)."""
+
+
+def host_python() -> str:
+    """X.Y of the Python running the manager."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"

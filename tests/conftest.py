@@ -1,0 +1,41 @@
+"""Shared fixtures: real Docker engine, free ports, temp data dirs."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REQUIRE_DOCKER = os.environ.get("JUPYTER_DEPLOY_REQUIRE_DOCKER") == "1"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def docker_engine():
+    """A docker-py client when an engine answers, else None."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The real Docker engine; fails (not skips) when JUPYTER_DEPLOY_REQUIRE_DOCKER=1."""
+    client = docker_engine()
+    if client is None:
+        if REQUIRE_DOCKER:
+            pytest.fail("JUPYTER_DEPLOY_REQUIRE_DOCKER=1 but no Docker engine answers")
+        pytest.skip("no Docker engine on this machine")
+    yield client
+    client.close()
