@@ -1,0 +1,47 @@
+"""jupyter-deploy: deploy an in-memory notebook model as an authenticated HTTP service in one cell."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["deploy", "connect", "login", "logout", "Deployment", "DeployError", "load_ipython_extension"]
+
+if TYPE_CHECKING:
+    from .client import login
+    from .deployment import Deployment, deploy
+    from .errors import DeployError
+    from .remote import connect
+
+# Imported on first use so that `import jupyter_deploy` stays cheap (the manager imports the bundle module).
+_LAZY = {
+    "deploy": ("deployment", "deploy"),
+    "Deployment": ("deployment", "Deployment"),
+    "connect": ("remote", "connect"),
+    "login": ("client", "login"),
+    "DeployError": ("errors", "DeployError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'jupyter_deploy' has no attribute {name!r}")
+
+
+def logout() -> bool:
+    """Forget the stored login; whether there was one."""
+    from .config import clear
+
+    return clear()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_deploy``: register ``%%deploy``."""
+    from .magics import DeployMagics
+
+    ipython.register_magics(DeployMagics)

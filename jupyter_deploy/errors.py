@@ -18,6 +18,14 @@ class DeployError(Exception):
             self.status = status
         self.detail = detail
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: a deploy error is a message for the user, not a bug.
+        lines = [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self.message}"]
+        if isinstance(self.detail, list) and self.detail:
+            lines.append("last log lines:")
+            lines.extend(f"  {line}" for line in self.detail[-15:])
+        return lines
+
 
 class BundleError(DeployError):
     """A bundle is malformed or fails its checksum."""

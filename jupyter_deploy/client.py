@@ -1,0 +1,178 @@
+"""The client SDK: every HTTP call to the manager goes through ``ManagerClient``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import requests
+
+from . import config
+from .bundle import Bundle
+from .errors import ConnectionFailed, DeployError, error_for_status
+
+
+class ManagerClient:
+    """Talks to one manager with one token; raises DeployError subclasses mapped from HTTP status."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0, need_token: bool = True):
+        self.url, self.token = config.resolve(url, token, need_token=need_token)
+        self.timeout = timeout
+        self._http = requests.Session()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        """Send a request; raise the matching DeployError on an error status or no answer."""
+        kwargs.setdefault("timeout", self.timeout)
+        url = f"{self.url}{path}"
+        try:
+            resp = self._http.request(method, url, headers=self._headers(headers), **kwargs)
+        except requests.ConnectionError as exc:
+            raise ConnectionFailed(f"cannot reach the manager at {self.url}: is it running? ({exc.__class__.__name__})") from exc
+        except requests.Timeout as exc:
+            raise ConnectionFailed(f"the manager at {self.url} did not answer within {kwargs['timeout']} s") from exc
+        if resp.status_code >= 400:
+            raise self._error(resp)
+        return resp
+
+    @staticmethod
+    def _error(resp: requests.Response) -> DeployError:
+        try:
+            body = resp.json()
+            message, reason = body.get("message") or resp.reason, body.get("reason")
+        except ValueError:
+            body, message, reason = None, (resp.text.strip() or resp.reason), None
+        return error_for_status(resp.status_code, message, reason, detail=body)
+
+    # auth
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """Exchange a password for a token (does not store it)."""
+        return self.request("POST", "/api/login", json={"username": username, "password": password}).json()
+
+    def whoami(self) -> dict[str, Any]:
+        """Who the token belongs to and its scope."""
+        return self.request("GET", "/api/whoami").json()
+
+    def health(self) -> dict[str, Any]:
+        """The manager's health answer."""
+        return self.request("GET", "/api/health").json()
+
+    # services
+    def services(self) -> list[dict[str, Any]]:
+        """Every service with its main version's status."""
+        return self.request("GET", "/api/services").json()["services"]
+
+    def service(self, name: str) -> dict[str, Any]:
+        """One service: versions, entrypoints, sample, requirements."""
+        return self.request("GET", f"/api/services/{name}").json()
+
+    def upload(self, name: str, bundle: Bundle) -> dict[str, Any]:
+        """Upload a bundle; the manager answers at once and builds in the background."""
+        return self.request(
+            "POST",
+            f"/api/services/{name}/versions",
+            data=bundle.data,
+            headers={"Content-Type": "application/x-tar", "X-Bundle-SHA256": bundle.sha256},
+            timeout=max(self.timeout, 300),
+        ).json()
+
+    def events(self, name: str, version: str, since: int = 0) -> Iterator[dict[str, Any]]:
+        """Follow a deploy's progress events until it finishes (resuming after a dropped stream)."""
+        seq = since
+        while True:
+            resp = self.request(
+                "GET",
+                f"/api/services/{name}/versions/{version}/events",
+                params={"follow": 1, "since": seq},
+                stream=True,
+                timeout=(10, 900),
+            )
+            finished = False
+            try:
+                for line in resp.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    seq = event.get("seq", seq) + 1
+                    yield event
+                    if event.get("kind") == "result":
+                        finished = True
+                        return
+            except requests.RequestException:
+                pass
+            finally:
+                resp.close()
+            if finished:
+                return
+
+    def logs(self, name: str, tail: int = 200, version: str | None = None) -> str:
+        """The last lines of a service's log."""
+        params: dict[str, Any] = {"tail": tail}
+        if version:
+            params["version"] = version
+        return self.request("GET", f"/api/services/{name}/logs", params=params).text
+
+    def delete(self, name: str, keep_images: bool = False) -> None:
+        """Stop and remove a service."""
+        self.request("DELETE", f"/api/services/{name}", params={"keep_images": int(keep_images)}, timeout=300)
+
+    def events_log(self, service: str | None = None) -> list[dict[str, Any]]:
+        """Recorded events, newest first."""
+        params = {"service": service} if service else {}
+        return self.request("GET", "/api/events", params=params).json()["events"]
+
+    # tokens
+    def create_token(
+        self, service: str | None = None, scope: str | None = None, expires_in: float | None = None, note: str | None = None
+    ) -> dict[str, Any]:
+        """A new token: invoke for ``service`` by default, else ``scope``."""
+        body: dict[str, Any] = {"scope": scope or ("invoke" if service else "deploy")}
+        if service:
+            body["service"] = service
+        if expires_in:
+            body["expires_in"] = expires_in
+        if note:
+            body["note"] = note
+        return self.request("POST", "/api/tokens", json=body).json()
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """Tokens visible to the caller (no secrets)."""
+        return self.request("GET", "/api/tokens").json()["tokens"]
+
+    def revoke(self, token_id: str) -> None:
+        """Revoke a token by id."""
+        self.request("DELETE", f"/api/tokens/{token_id}")
+
+    # invoking
+    def invoke_raw(self, name: str, entrypoint: str, body: bytes | str) -> Any:
+        """POST an already-encoded JSON body to an entrypoint; return the decoded answer."""
+        resp = self.request(
+            "POST", f"/services/{name}/{entrypoint}", data=body, headers={"Content-Type": "application/json"}
+        )
+        return resp.json()
+
+
+def login(url: str, username: str = "admin", password: str | None = None) -> dict[str, Any]:
+    """Log in to a manager and store the token in the config dir (mode 0600)."""
+    if password is None:
+        import getpass
+
+        password = getpass.getpass(f"Password for {username} at {url}: ")
+    client = ManagerClient(url, token=None, need_token=False)
+    try:
+        answer = client.login(username, password)
+    finally:
+        client.close()
+    path = config.save(client.url, answer["token"], username)
+    return {"url": client.url, "username": username, "scope": answer.get("scope"), "config": str(path)}

@@ -1,0 +1,180 @@
+"""``deploy()``: capture, upload, follow the build, and the ``Deployment`` card it returns."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .client import ManagerClient
+from .errors import BuildFailed, DeployError
+from .progress import Progress
+
+
+@dataclass
+class Deployment:
+    """A deployed version: where it answers, the token to call it, and how."""
+
+    name: str
+    version: str
+    url: str
+    token: str
+    status: str
+    manager_url: str
+    entrypoints: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[str] = field(default_factory=list)
+    sample: dict[str, Any] | None = None
+
+    def endpoint(self, entrypoint: str | None = None) -> str:
+        """Full URL of an entrypoint (the first one by default)."""
+        name = entrypoint or (self.entrypoints[0]["name"] if self.entrypoints else "predict")
+        return f"{self.url}/{name}"
+
+    @property
+    def docs_url(self) -> str:
+        """The service's interactive API docs."""
+        return f"{self.url}/docs"
+
+    def example_body(self, entrypoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A request body built from the sample when there is one."""
+        entrypoint = entrypoint or (self.entrypoints[0] if self.entrypoints else {"parameters": []})
+        body: dict[str, Any] = {}
+        for i, param in enumerate(entrypoint.get("parameters", [])):
+            if i == 0 and self.sample:
+                kind = self.sample.get("kind")
+                if kind == "dataframe":
+                    body[param["name"]] = self.sample.get("records", [])[:2]
+                elif kind == "ndarray":
+                    body[param["name"]] = self.sample.get("data", [])[:2]
+                else:
+                    body[param["name"]] = self.sample.get("data")
+            elif param.get("required", True):
+                body[param["name"]] = _placeholder(param.get("type", "any"))
+        return body
+
+    def curl(self, entrypoint: dict[str, Any] | None = None) -> str:
+        """A curl command calling an entrypoint."""
+        entrypoint = entrypoint or (self.entrypoints[0] if self.entrypoints else {"name": "predict"})
+        body = json.dumps(self.example_body(entrypoint))
+        return (
+            f"curl -X POST {self.endpoint(entrypoint['name'])} \\\n"
+            f"  -H 'Authorization: Bearer {self.token}' \\\n"
+            f"  -H 'Content-Type: application/json' \\\n"
+            f"  -d '{body}'"
+        )
+
+    def python(self) -> str:
+        """A Python snippet calling the service from anywhere."""
+        first = self.entrypoints[0]["name"] if self.entrypoints else "predict"
+        return (
+            "import jupyter_deploy\n"
+            f'svc = jupyter_deploy.connect("{self.name}", url="{self.manager_url}", token="{self.token}")\n'
+            f"svc.{first}(...)"
+        )
+
+    def connect(self) -> Any:
+        """A client for this service, using this deployment's token."""
+        from .remote import connect
+
+        return connect(self.name, url=self.manager_url, token=self.token)
+
+    def __repr__(self) -> str:
+        eps = ", ".join(e["name"] for e in self.entrypoints)
+        return (
+            f"Deployment({self.name} {self.version}: {self.status})\n"
+            f"  endpoint: {self.endpoint()}\n  entrypoints: {eps}\n  token: {self.token}\n"
+            f"  docs: {self.docs_url}\n\n{self.curl()}"
+        )
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        color = {"running": "#1a7f37", "failed": "#cf222e"}.get(self.status, "#9a6700")
+        rows = "".join(
+            f"<tr><td><code>POST</code></td><td><code>{esc(self.endpoint(e['name']))}</code></td>"
+            f"<td><code>{esc(e['name'])}{esc(_short_signature(e))}</code></td></tr>"
+            for e in self.entrypoints
+        )
+        reqs = esc(", ".join(self.requirements[:12]) + (" ..." if len(self.requirements) > 12 else ""))
+        return f"""
+<div class="jupyter-deploy-card" style="border:1px solid #d0d7de;border-radius:6px;padding:10px 14px;font-family:sans-serif;font-size:90%;max-width:60em">
+  <div style="font-size:115%"><b>{esc(self.name)}</b> <span style="color:#57606a">version {esc(self.version)}</span>
+    <span style="background:{color};color:white;border-radius:10px;padding:1px 8px;margin-left:6px;font-size:85%">{esc(self.status)}</span></div>
+  <table style="margin:6px 0">{rows}</table>
+  <div>Token (invoke {esc(self.name)} only):
+    <input class="jupyter-deploy-token" readonly value="{esc(self.token)}" size="52" onclick="this.select()" style="font-family:monospace"/>
+    <button onclick="navigator.clipboard && navigator.clipboard.writeText('{esc(self.token)}')">copy</button></div>
+  <div style="margin-top:4px">Docs: <a href="{esc(self.docs_url)}" target="_blank">{esc(self.docs_url)}</a></div>
+  <details style="margin-top:6px" open><summary>curl</summary><pre style="background:#f6f8fa;padding:6px">{esc(self.curl())}</pre></details>
+  <details><summary>Python</summary><pre style="background:#f6f8fa;padding:6px">{esc(self.python())}</pre></details>
+  <div style="color:#57606a;margin-top:4px">requirements: {reqs}</div>
+</div>"""
+
+
+def _placeholder(kind: str) -> Any:
+    return {"int": 0, "float": 0.0, "str": "", "bool": False, "list": [], "dict": {}}.get(kind)
+
+
+def _short_signature(entrypoint: dict[str, Any]) -> str:
+    sig = entrypoint.get("signature") or "()"
+    return sig if len(sig) < 80 else sig[:77] + "..."
+
+
+def deploy(
+    name: str,
+    functions: Sequence[Callable[..., Any]] | dict[str, Callable[..., Any]] | Callable[..., Any],
+    version: str | None = None,
+    sample: Any = None,
+    requirements: Sequence[str] | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    progress: Progress | None = None,
+) -> Deployment:
+    """Capture functions and the globals they use, build them into a service, and wait until it answers."""
+    from .capture import capture
+
+    if callable(functions) and not isinstance(functions, dict):
+        functions = [functions]
+    progress = progress or Progress(name)
+    client = ManagerClient(url, token)
+    try:
+        progress.phase("capture", "capturing functions and the objects they use")
+        bundle = capture(functions, name=name, version=version, sample=sample, requirements=list(requirements or []))
+        manifest = bundle.manifest
+        inferred = manifest.get("inferred", {})
+        direct = inferred.get("direct") or []
+        progress.note(
+            f"entrypoints: {', '.join(e['name'] for e in manifest['entrypoints'])}; "
+            f"requirements inferred: {', '.join(direct) or 'none'} "
+            f"({len(manifest['requirements'])} pinned with dependencies)"
+        )
+        progress.phase("upload", f"uploading {bundle.size / 1e6:.2f} MB to {client.url}")
+        answer = client.upload(name, bundle)
+        version = answer["version"]
+        final: dict[str, Any] = {}
+        for event in client.events(name, version):
+            progress.event(event)
+            if event.get("kind") == "result":
+                final = event
+        if final.get("status") != "running":
+            message = final.get("message") or "the deploy did not finish"
+            raise BuildFailed(f"deploy of {name} {version} failed: {message}", reason="deploy-failed", detail=progress.lines)
+        info = client.service(name)
+        return Deployment(
+            name=name,
+            version=version,
+            url=answer["url"],
+            token=answer["token"],
+            status="running",
+            manager_url=client.url,
+            entrypoints=manifest["entrypoints"],
+            requirements=manifest["requirements"],
+            sample=manifest.get("sample") or info.get("sample"),
+        )
+    except DeployError as exc:
+        if progress.failed is None:
+            progress.fail(exc.message)
+        raise
+    finally:
+        client.close()

@@ -1,0 +1,233 @@
+"""Host-side wheelhouse: one wheel per pinned requirement, so no container or venv needs an index."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import Tag, compatible_tags, cpython_tags, sys_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion
+
+from .runtimes.base import Lock, LogSink, RuntimeError_, host_python
+
+RUNNER_PACKAGE = "jupyter_deploy_runner"
+"""Top-level name the runner package is copied under in images and process stages."""
+
+# Oldest glibc among the base images we target (bullseye 2.31); wheels built for a newer
+# glibc would fail to import there, so cross-version downloads stop at this one.
+_MAX_GLIBC_MINOR = 31
+
+_NOT_FOUND = re.compile(r"(?:No matching distribution found for|Could not find a version that satisfies the requirement) (\S+)")
+_SAVED = re.compile(r"^\s*(?:Saved|File was already downloaded) (\S+\.whl)\s*$")
+
+
+class WheelhouseError(RuntimeError_):
+    """pip could not provide a wheel for a requirement of the lock."""
+
+
+def _platforms() -> list[str]:
+    arch = platform.machine() or "x86_64"
+    plats = [f"manylinux_2_{minor}_{arch}" for minor in range(_MAX_GLIBC_MINOR, 16, -1)]
+    plats += [f"manylinux2014_{arch}"]
+    if arch in ("x86_64", "i686"):
+        plats += [f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+    return plats
+
+
+def target_tags(python: str) -> list[Tag]:
+    """Wheel tags acceptable for Python ``X.Y`` on Linux, best first."""
+    if python == host_python():
+        return list(sys_tags())
+    major, minor = (int(p) for p in python.split(".")[:2])
+    plats = _platforms()
+    return list(cpython_tags((major, minor), platforms=plats)) + list(
+        compatible_tags((major, minor), interpreter=f"cp{major}{minor}", platforms=plats)
+    )
+
+
+def parse_requirements(lock: Lock) -> list[Requirement]:
+    """The lock's requirements that apply to its Python (markers evaluated for lock.python)."""
+    env = {"python_version": lock.python, "python_full_version": f"{lock.python}.0"}
+    out: list[Requirement] = []
+    for text in lock.requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise WheelhouseError(f"requirement {text!r} is not a PEP 508 requirement: {exc}") from exc
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        out.append(req)
+    return out
+
+
+def _pinned_version(req: Requirement) -> str | None:
+    specs = list(req.specifier)
+    if req.url is None and len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+        return specs[0].version
+    return None
+
+
+class Wheelhouse:
+    """A directory of wheels shared by every lock, filled by the host's pip."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._done = self.root / ".done"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # flock is per open file description, so this also serialises threads of one process.
+        self._done.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _marker(self, lock: Lock) -> Path:
+        return self._done / f"{lock.hash}.json"
+
+    def wheels(self, lock: Lock) -> list[str] | None:
+        """File names (in ``root``) of the wheels for ``lock``, or None if not ensured yet."""
+        try:
+            names = json.loads(self._marker(lock).read_text())["wheels"]
+        except (OSError, ValueError, KeyError):
+            return None
+        # Someone may have pruned the directory: then the marker is a lie.
+        if all((self.root / name).is_file() for name in names):
+            return list(names)
+        return None
+
+    def ensure(self, lock: Lock, log: LogSink) -> Path:
+        """Make sure ``root`` holds a wheel for every requirement of ``lock``; return ``root``."""
+        if self.wheels(lock) is not None:
+            return self.root
+        with self._locked():
+            if self.wheels(lock) is not None:
+                return self.root
+            reqs = parse_requirements(lock)
+            tags = target_tags(lock.python)
+            chosen: dict[str, str] = {}
+            todo: list[Requirement] = []
+            for req in reqs:
+                # Only exact pins can be trusted to an existing file; ranges and URLs go to pip.
+                found = self._find(req, tags) if _pinned_version(req) else None
+                if found:
+                    chosen[canonicalize_name(req.name)] = found
+                else:
+                    todo.append(req)
+            if todo:
+                log(f"wheelhouse: fetching {len(todo)} of {len(reqs)} wheels for Python {lock.python}")
+                saved = self._run_pip(lock, todo, log)
+                for req in todo:
+                    name = canonicalize_name(req.name)
+                    found = saved.get(name) or self._find(req, tags)
+                    if not found:
+                        raise WheelhouseError(
+                            f"pip produced no wheel usable on Python {lock.python} for requirement {str(req)!r}"
+                        )
+                    chosen[name] = found
+            else:
+                log(f"wheelhouse: all {len(reqs)} wheels already present")
+            tmp = self._marker(lock).with_suffix(".tmp")
+            tmp.write_text(json.dumps({"python": lock.python, "wheels": sorted(chosen.values())}, indent=1))
+            os.replace(tmp, self._marker(lock))
+        return self.root
+
+    def _find(self, req: Requirement, tags: list[Tag]) -> str | None:
+        """Best wheel file in root for ``req`` among ``tags`` (highest version, then best tag)."""
+        want = canonicalize_name(req.name)
+        rank = {tag: i for i, tag in enumerate(tags)}
+        best: tuple[object, int, str] | None = None
+        for path in self.root.glob("*.whl"):
+            try:
+                name, version, _build, wtags = parse_wheel_filename(path.name)
+            except (InvalidWheelFilename, InvalidVersion):
+                continue
+            if name != want or not req.specifier.contains(version, prereleases=True):
+                continue
+            score = min((rank[t] for t in wtags if t in rank), default=None)
+            if score is None:
+                continue
+            key = (version, -score, path.name)
+            if best is None or key > best:  # type: ignore[operator]
+                best = key
+        return best[2] if best else None
+
+    def _run_pip(self, lock: Lock, reqs: list[Requirement], log: LogSink) -> dict[str, str]:
+        """Run pip for ``reqs``; return canonical name -> wheel file name it saved or found."""
+        specs = [str(r) for r in reqs]
+        if lock.python == host_python():
+            # pip wheel uses the host's cache and turns sdists into wheels.
+            cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(self.root), *specs]
+        else:
+            cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+                   "--python-version", lock.python, "--implementation", "cp", "--dest", str(self.root)]
+            for plat in _platforms():
+                cmd += ["--platform", plat]
+            cmd += specs
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_PROGRESS_BAR="off", PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, errors="replace", env=env)
+        assert proc.stdout is not None
+        saved: dict[str, str] = {}
+        missing: list[str] = []
+        tail: list[str] = []
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            tail = (tail + [line])[-15:]
+            m = _NOT_FOUND.search(line)
+            if m and m.group(1) not in missing:
+                missing.append(m.group(1))
+            m = _SAVED.match(line)
+            if m:
+                fname = Path(m.group(1)).name
+                with contextlib.suppress(InvalidWheelFilename, InvalidVersion):
+                    saved[canonicalize_name(parse_wheel_filename(fname)[0])] = fname
+        code = proc.wait()
+        if code != 0:
+            if missing:
+                where = "the host's package index" if lock.python == host_python() else f"any binary wheel for Python {lock.python}"
+                raise WheelhouseError(
+                    f"cannot find requirement {', '.join(missing)}: pip found no matching distribution in {where}"
+                )
+            raise WheelhouseError(f"pip failed (exit {code}) fetching {', '.join(specs)}:\n" + "\n".join(tail))
+        return saved
+
+
+def install_command(wheel_dir: str, wheels: list[str]) -> list[str]:
+    """pip arguments installing exactly ``wheels`` from ``wheel_dir`` with no index."""
+    # --no-deps: the lock is the kernel's full closure, and kernels are often not
+    # pip-consistent, so resolving again could refuse an environment that worked.
+    return ["install", "--no-index", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+            *(f"{wheel_dir.rstrip('/')}/{name}" for name in wheels)]
+
+
+def runner_source() -> Path:
+    """Folder of the runner package shipped inside the manager."""
+    return Path(__file__).resolve().parent / "runner"
+
+
+def stage_runner(dest: Path) -> Path:
+    """Copy the runner package to ``dest/jupyter_deploy_runner`` (no caches); return that path."""
+    src = runner_source()
+    if not (src / "__main__.py").is_file():
+        raise RuntimeError_(f"the service runner package is incomplete: {src / '__main__.py'} is missing")
+    target = Path(dest) / RUNNER_PACKAGE
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+    return target

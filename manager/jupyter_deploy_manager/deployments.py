@@ -1,0 +1,449 @@
+"""The deployment service: takes bundles, builds and starts versions, tracks main, reconciles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import tornado
+
+from jupyter_deploy import bundle as bundle_format
+from jupyter_deploy.errors import BundleError
+
+from .auth import Auth
+from .runtimes.base import Endpoint, Lock, Runtime, VersionSpec
+from .store import Store, VersionRecord
+
+log = logging.getLogger("jupyter_deploy_manager")
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,30}[A-Za-z0-9])?$")
+SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+class DeployRequestError(Exception):
+    """A deploy request the manager refuses; carries the HTTP status and reason."""
+
+    def __init__(self, status: int, message: str, reason: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+def check_name(name: str) -> None:
+    """Service names become container and URL parts: lowercase letters, digits, dashes."""
+    if not NAME_RE.match(name):
+        raise DeployRequestError(
+            422,
+            f"invalid service name {name!r}: use 1-48 lowercase letters, digits and dashes, "
+            "starting and ending with a letter or digit",
+            "invalid-name",
+        )
+
+
+def next_version(existing: list[str]) -> str:
+    """The next patch version after the highest semver among ``existing`` (0.1.0 first)."""
+    best = None
+    for v in existing:
+        m = SEMVER_RE.match(v)
+        if m:
+            t = tuple(int(x) for x in m.groups())
+            best = t if best is None or t > best else best
+    if best is None:
+        return "0.1.0" if "0.1.0" not in existing else f"0.1.{len(existing)}"
+    return f"{best[0]}.{best[1]}.{best[2] + 1}"
+
+
+@dataclass
+class DeployTask:
+    """Progress of one deploy: its events so far, followed by streaming clients."""
+
+    service: str
+    version: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+    status: str = "building"
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def emit(self, phase: str, kind: str, message: str, **extra: Any) -> None:
+        """Append an event and wake followers."""
+        event = {
+            "seq": len(self.events),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "phase": phase,
+            "kind": kind,
+            "message": message,
+        }
+        event.update(extra)
+        self.events.append(event)
+        self._changed.set()
+
+    async def follow(self, start: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Yield events from ``start`` until the deploy finishes."""
+        index = start
+        while True:
+            while index < len(self.events):
+                yield self.events[index]
+                index += 1
+            if self.finished:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class DeploymentService:
+    """Owns the deploy pipeline, the routing table of main versions and reconciliation."""
+
+    def __init__(
+        self,
+        store: Store,
+        auth: Auth,
+        runtime: Runtime,
+        data_dir: Path,
+        max_bundle_size: int,
+        health_timeout: float = 180.0,
+    ):
+        self.store = store
+        self.auth = auth
+        self.runtime = runtime
+        self.data_dir = Path(data_dir)
+        self.max_bundle_size = max_bundle_size
+        self.health_timeout = health_timeout
+        self.tasks: dict[tuple[str, str], DeployTask] = {}
+        self.routes: dict[str, Endpoint] = {}
+        self._background: set[asyncio.Task] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    # helpers
+    def bundle_dir(self, service: str, version: str) -> Path:
+        """Where a version's extracted bundle lives."""
+        return self.data_dir / "bundles" / service / version
+
+    @staticmethod
+    def lock_for(manifest: dict[str, Any]) -> Lock:
+        """The manifest's pins plus what the runner itself needs."""
+        reqs = list(manifest.get("requirements") or [])
+        names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].strip().lower().replace("_", "-") for r in reqs}
+        if "tornado" not in names:
+            reqs.append(f"tornado=={tornado.version}")
+        if "cloudpickle" not in names:
+            reqs.append(f"cloudpickle=={manifest['cloudpickle']}")
+        return Lock(python=str(manifest["python"]), requirements=tuple(sorted(reqs)))
+
+    def spec(self, record: VersionRecord) -> VersionSpec:
+        """The runtime's view of a stored version."""
+        return VersionSpec(
+            service=record.service,
+            version=record.version,
+            bundle_dir=self.bundle_dir(record.service, record.version),
+            manifest=record.manifest,
+            lock=self.lock_for(record.manifest),
+        )
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def session(self) -> aiohttp.ClientSession:
+        """A shared HTTP session for health checks."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        return self._session
+
+    async def close(self) -> None:
+        """Cancel background work and close sessions."""
+        for task in list(self._background):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    # deploy
+    def submit(self, name: str, data: bytes, sha256: str | None, username: str) -> dict[str, Any]:
+        """Accept an uploaded bundle, start building it, return the new version and an invoke token."""
+        check_name(name)
+        if len(data) > self.max_bundle_size:
+            raise DeployRequestError(
+                413, f"bundle is {len(data)} bytes, over the manager's limit of {self.max_bundle_size}", "too-large"
+            )
+        if not sha256:
+            raise DeployRequestError(400, "missing X-Bundle-SHA256 header", "missing-checksum")
+        actual = bundle_format.sha256_hex(data)
+        if actual != sha256.lower():
+            raise DeployRequestError(
+                400, f"bundle checksum mismatch: header says {sha256}, received {actual}", "checksum-mismatch"
+            )
+        try:
+            manifest = bundle_format.verify(data)
+        except BundleError as exc:
+            raise DeployRequestError(400, str(exc), "bad-bundle") from exc
+        existing = [v.version for v in self.store.list_versions(name)]
+        version = manifest.get("version") or next_version(existing)
+        if not VERSION_RE.match(str(version)):
+            raise DeployRequestError(
+                422, f"invalid version {version!r}: letters, digits, '.', '_' and '-' only", "invalid-version"
+            )
+        if version in existing:
+            raise DeployRequestError(
+                409, f"{name} {version} exists already; deploy with another --version or without one", "version-exists"
+            )
+        manifest["name"] = name
+        manifest["version"] = version
+        dest = self.bundle_dir(name, version)
+        if dest.exists():
+            shutil.rmtree(dest)
+        bundle_format.extract(data, dest)
+        # The runner reads the manifest from disk: keep the assigned name and version there too.
+        (dest / bundle_format.MANIFEST).write_text(__import__("json").dumps(manifest, indent=2, sort_keys=True))
+        lock = self.lock_for(manifest)
+        self.store.ensure_service(name, username)
+        self.store.add_version(name, version, manifest, lock.hash)
+        token, record = self.auth.issue(username, "invoke", name, None, note=f"deploy {version}")
+        task = DeployTask(name, version)
+        self.tasks[(name, version)] = task
+        task.emit("upload", "phase", f"received bundle ({len(data)} bytes, sha256 {actual[:12]})")
+        self._spawn(self._build_and_start(task))
+        return {"name": name, "version": version, "token": token, "token_id": record.id}
+
+    async def _build_and_start(self, task: DeployTask) -> None:
+        record = self.store.get_version(task.service, task.version)
+        assert record is not None
+        spec = self.spec(record)
+        loop = asyncio.get_running_loop()
+
+        def sink(line: str) -> None:
+            loop.call_soon_threadsafe(task.emit, "build", "log", line.rstrip("\n"))
+
+        phase = "build"
+        try:
+            task.emit("build", "phase", f"building on the {self.runtime.name} runtime (lock {spec.lock.hash})")
+            started = time.monotonic()
+            await asyncio.to_thread(self.runtime.build, spec, sink)
+            task.emit("build", "phase", f"built in {time.monotonic() - started:.1f} s")
+            phase = "start"
+            self.store.set_version_status(task.service, task.version, "starting")
+            task.emit("start", "phase", "starting")
+            endpoint = await asyncio.to_thread(self.runtime.start, spec)
+            phase = "health"
+            task.emit("health", "phase", "waiting for the health check")
+            await self.wait_healthy(spec, endpoint)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            log.warning("deploy %s %s failed in %s: %s", task.service, task.version, phase, message)
+            self.store.set_version_status(task.service, task.version, "failed", error=message, desired="stopped")
+            self.store.add_event("build failed" if phase == "build" else "failed", message, task.service, task.version)
+            if phase != "build":
+                try:
+                    await asyncio.to_thread(self.runtime.stop, spec)
+                except Exception:  # noqa: BLE001 - the original error is what the user needs
+                    log.exception("stopping failed version")
+            task.status = "failed"
+            task.finished = True
+            task.emit("error", "result", f"{phase} failed: {message}", status="failed")
+            return
+        previous = (self.store.get_service(task.service) or {}).get("main_version")
+        self.store.set_version_status(task.service, task.version, "running")
+        self.store.set_main(task.service, task.version)
+        self.routes[task.service] = endpoint
+        self.store.add_event("deployed", f"{task.version} is main", task.service, task.version)
+        task.status = "running"
+        task.finished = True
+        task.emit("done", "result", f"{task.service} {task.version} is running", status="running")
+        if previous and previous != task.version:
+            self._spawn(self._retire(task.service, previous))
+
+    async def _retire(self, service: str, version: str) -> None:
+        """Stop the previous main once the new one serves; its image stays for a rollback."""
+        record = self.store.get_version(service, version)
+        if record is None:
+            return
+        # Requests already forwarded to the old version get time to finish.
+        await asyncio.sleep(2.0)
+        try:
+            await asyncio.to_thread(self.runtime.stop, self.spec(record))
+            self.store.set_version_status(service, version, "stopped", desired="stopped")
+        except Exception as exc:  # noqa: BLE001
+            self.store.add_event("error", f"could not stop {version}: {exc}", service, version)
+
+    async def wait_healthy(self, spec: VersionSpec, endpoint: Endpoint) -> None:
+        """Poll the runner's /healthz until it answers, the process dies, or time runs out."""
+        session = await self.session()
+        deadline = time.monotonic() + self.health_timeout
+        last_state_check = 0.0
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(endpoint.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+            if time.monotonic() - last_state_check > 0.5:
+                last_state_check = time.monotonic()
+                state = await asyncio.to_thread(self.runtime.state, spec)
+                if state != "running":
+                    raise RuntimeError(f"service exited before it was healthy: {await self._last_error(spec)}")
+            await asyncio.sleep(0.05)
+        raise RuntimeError(
+            f"no healthy answer within {self.health_timeout:.0f} s: {await self._last_error(spec)}"
+        )
+
+    async def _last_error(self, spec: VersionSpec) -> str:
+        text = await asyncio.to_thread(self.runtime.logs, spec, 40)
+        lines = [line for line in text.splitlines() if line.strip()]
+        for line in reversed(lines):
+            if "jupyter-deploy runner:" in line:
+                return line.strip()
+        return " | ".join(lines[-5:]) if lines else "(the service wrote no log)"
+
+    async def refresh_route(self, name: str) -> Endpoint | None:
+        """Ask the runtime again where the main version answers (after a restart on a new port)."""
+        service = self.store.get_service(name)
+        if not service or not service["main_version"]:
+            return None
+        record = self.store.get_version(name, service["main_version"])
+        if record is None:
+            return None
+        endpoint = await asyncio.to_thread(self.runtime.endpoint, self.spec(record))
+        if endpoint is not None:
+            self.routes[name] = endpoint
+        return endpoint
+
+    # queries
+    def describe(self, name: str) -> dict[str, Any]:
+        """A service with its versions, as the API shows it."""
+        service = self.store.get_service(name)
+        if service is None:
+            raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
+        versions = self.store.list_versions(name)
+        main = service["main_version"]
+        main_record = next((v for v in versions if v.version == main), None)
+        latest = versions[-1] if versions else None
+        shown = main_record or latest
+        return {
+            "name": name,
+            "main_version": main,
+            "status": main_record.status if main_record else (latest.status if latest else "empty"),
+            "created_by": service["created_by"],
+            "versions": [v.public() for v in versions],
+            "entrypoints": (shown.manifest.get("entrypoints") if shown else []) or [],
+            "sample": shown.manifest.get("sample") if shown else None,
+            "requirements": (shown.manifest.get("requirements") if shown else []) or [],
+            "python": shown.manifest.get("python") if shown else None,
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every service with its main version's status."""
+        out = []
+        for service in self.store.list_services():
+            versions = self.store.list_versions(service["name"])
+            main = next((v for v in versions if v.version == service["main_version"]), None)
+            latest = versions[-1] if versions else None
+            out.append(
+                {
+                    "name": service["name"],
+                    "main_version": service["main_version"],
+                    "status": main.status if main else (latest.status if latest else "empty"),
+                    "versions": len(versions),
+                    "latest_version": latest.version if latest else None,
+                    "entrypoints": [e["name"] for e in (main or latest).manifest.get("entrypoints", [])]
+                    if (main or latest)
+                    else [],
+                }
+            )
+        return out
+
+    def task(self, name: str, version: str) -> DeployTask:
+        """The deploy task of a version; a finished stand-in after a manager restart."""
+        task = self.tasks.get((name, version))
+        if task is not None:
+            return task
+        record = self.store.get_version(name, version)
+        if record is None:
+            raise DeployRequestError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+        task = DeployTask(name, version, finished=True, status=record.status)
+        ok = record.status in ("running", "stopped")
+        task.emit(
+            "done" if ok else "error",
+            "result",
+            record.error or f"{name} {version} is {record.status}",
+            status="running" if ok else record.status,
+        )
+        return task
+
+    def logs(self, name: str, version: str | None, tail: int) -> str:
+        """Log tail of a version (main by default)."""
+        service = self.store.get_service(name)
+        if service is None:
+            raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
+        if version is None:
+            version = service["main_version"] or (self.store.list_versions(name) or [None])[-1].version  # type: ignore[union-attr]
+        record = self.store.get_version(name, version) if version else None
+        if record is None:
+            raise DeployRequestError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+        return self.runtime.logs(self.spec(record), tail)
+
+    async def delete(self, name: str, keep_images: bool = False) -> None:
+        """Stop and remove every version of a service, revoke its tokens, forget it."""
+        service = self.store.get_service(name)
+        if service is None:
+            raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
+        self.routes.pop(name, None)
+        for record in self.store.list_versions(name):
+            await asyncio.to_thread(self.runtime.remove, self.spec(record), keep_images)
+        self.auth.revoke_service(name)
+        self.store.delete_service(name)
+        self.store.add_event("deleted", f"service {name} deleted", name, None)
+        shutil.rmtree(self.data_dir / "bundles" / name, ignore_errors=True)
+
+    # startup
+    async def reconcile(self) -> None:
+        """Bring the runtime in line with the store after a (re)start of the manager."""
+        known: set[tuple[str, str]] = set()
+        for record in self.store.list_versions():
+            known.add((record.service, record.version))
+            if record.status in ("building", "starting"):
+                # A deploy cut off by the manager's stop cannot resume its stream.
+                self.store.set_version_status(
+                    record.service, record.version, "failed", error="interrupted by a manager restart", desired="stopped"
+                )
+                continue
+            if record.desired != "running" or record.status != "running":
+                continue
+            spec = self.spec(record)
+            try:
+                state = await asyncio.to_thread(self.runtime.state, spec)
+                if state != "running":
+                    self.store.add_event(
+                        "restarted", f"was {state} after the manager restarted; starting it", record.service, record.version
+                    )
+                    log.info("starting %s %s (was %s)", record.service, record.version, state)
+                endpoint = await asyncio.to_thread(self.runtime.start, spec)
+                await self.wait_healthy(spec, endpoint)
+                service = self.store.get_service(record.service)
+                if service and service["main_version"] == record.version:
+                    self.routes[record.service] = endpoint
+            except Exception as exc:  # noqa: BLE001 - one broken version must not stop the others
+                self.store.set_version_status(record.service, record.version, "failed", error=str(exc))
+                self.store.add_event("failed", f"could not start after restart: {exc}", record.service, record.version)
+        try:
+            running = await asyncio.to_thread(self.runtime.managed)
+        except Exception:  # noqa: BLE001
+            running = []
+        for service, version in running:
+            if (service, version) not in known:
+                message = f"the {self.runtime.name} runtime runs {service} {version}, which this manager does not know"
+                log.warning(message)
+                self.store.add_event("unknown", message, service, version)
+
+    def on_runtime_event(self, service: str, version: str, kind: str, message: str) -> None:
+        """Called by runtimes (from their threads) when a version crashes or restarts."""
+        self.store.add_event(kind, message, service, version)

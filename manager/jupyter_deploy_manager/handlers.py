@@ -1,0 +1,303 @@
+"""REST API handlers: thin, they call the services kept in the tornado app's settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from . import __version__
+from .auth import SCOPES, Auth, Principal
+from .deployments import DeploymentService, DeployRequestError
+
+log = logging.getLogger("jupyter_deploy_manager")
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"message", "reason"}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, reason: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """JSON errors, bearer-token auth and access to the app's services."""
+
+    @property
+    def auth(self) -> Auth:
+        """The app's Auth."""
+        return self.settings["jd_auth"]
+
+    @property
+    def deployments(self) -> DeploymentService:
+        """The app's DeploymentService."""
+        return self.settings["jd_deployments"]
+
+    def bearer(self) -> str | None:
+        """The token from the Authorization header, if any."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+
+    def principal(self) -> Principal:
+        """The verified caller; 401 without a valid token."""
+        token = self.bearer()
+        if token is None:
+            raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'", "missing-token")
+        principal = self.auth.verify(token)
+        if principal is None:
+            raise ApiError(401, "invalid, expired or revoked token", "invalid-token")
+        return principal
+
+    def need_view(self) -> Principal:
+        """A token that may list services and read logs."""
+        p = self.principal()
+        if not p.may_view():
+            raise ApiError(403, f"a token of scope {p.scope!r} cannot use the management API", "forbidden")
+        return p
+
+    def need_deploy(self) -> Principal:
+        """A token that may deploy and manage services."""
+        p = self.principal()
+        if not p.may_deploy():
+            raise ApiError(
+                403, f"a token of scope {p.scope!r} (user role {p.role!r}) cannot deploy or change services", "forbidden"
+            )
+        return p
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object; 400 otherwise."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}", "bad-json") from exc
+        if not isinstance(body, dict):
+            raise ApiError(400, "request body must be a JSON object", "bad-json")
+        return body
+
+    def send(self, data: Any, status: int = 200) -> None:
+        """Answer with JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        """Expected API errors are not server errors; keep the log for real failures."""
+        if isinstance(value, (ApiError, DeployRequestError)):
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error is JSON ``{"message", "reason"}``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, (ApiError, DeployRequestError)):
+            self.set_status(exc.status)
+            body = {"message": exc.message, "reason": exc.reason}
+        elif isinstance(exc, tornado.web.HTTPError):
+            body = {"message": exc.log_message or self._reason, "reason": self._reason.lower().replace(" ", "-")}
+        else:
+            body = {"message": "internal error in the manager; see its log", "reason": "internal-error"}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, (ApiError, DeployRequestError)):
+            if self._finished:
+                return
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+class HealthHandler(BaseHandler):
+    """``GET /api/health``: no auth, for probes."""
+
+    def get(self) -> None:
+        """Report that the manager is up and which runtime it uses."""
+        self.send({"status": "ok", "runtime": self.deployments.runtime.name, "version": __version__})
+
+
+class LoginHandler(BaseHandler):
+    """``POST /api/login``: a password for a token."""
+
+    def post(self) -> None:
+        """Check the password and issue a token for the user."""
+        body = self.json_body()
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ApiError(422, "login needs 'username' and 'password' strings", "invalid-input")
+        limiter = self.settings["jd_login_limiter"]
+        if not limiter.allow(self.request.remote_ip or "", username):
+            raise ApiError(429, "too many failed login attempts; wait a minute", "rate-limited")
+        result = self.auth.login(username, password)
+        if result is None:
+            limiter.failed(self.request.remote_ip or "", username)
+            raise ApiError(401, "wrong username or password", "bad-credentials")
+        token, record = result
+        self.send({"token": token, "token_id": record.id, "username": username, "scope": record.scope})
+
+
+class WhoAmIHandler(BaseHandler):
+    """``GET /api/whoami``."""
+
+    def get(self) -> None:
+        """Describe the caller's token."""
+        p = self.principal()
+        self.send({"username": p.username, "scope": p.scope, "service": p.service, "role": p.role})
+
+
+class ServicesHandler(BaseHandler):
+    """``GET /api/services``."""
+
+    def get(self) -> None:
+        """List services."""
+        self.need_view()
+        self.send({"services": self.deployments.list()})
+
+
+class ServiceHandler(BaseHandler):
+    """``GET`` / ``DELETE /api/services/{name}``."""
+
+    def get(self, name: str) -> None:
+        """Describe one service; an invoke token of that service may read it too."""
+        p = self.principal()
+        if not (p.may_view() or p.may_invoke(name)):
+            raise ApiError(403, f"this token cannot read service {name!r}", "forbidden")
+        self.send(self.deployments.describe(name))
+
+    async def delete(self, name: str) -> None:
+        """Stop and remove a service."""
+        self.need_deploy()
+        keep = self.get_query_argument("keep_images", "0") in ("1", "true")
+        await self.deployments.delete(name, keep_images=keep)
+        self.send({"deleted": name})
+
+
+class VersionsHandler(BaseHandler):
+    """``POST /api/services/{name}/versions``: upload a bundle."""
+
+    def post(self, name: str) -> None:
+        """Accept a bundle and start building it."""
+        p = self.need_deploy()
+        result = self.deployments.submit(
+            name, self.request.body, self.request.headers.get("X-Bundle-SHA256"), p.username
+        )
+        base = f"{self.request.protocol}://{self.request.host}"
+        result["url"] = f"{base}/services/{name}"
+        result["events_url"] = f"{base}/api/services/{name}/versions/{result['version']}/events"
+        self.send(result, status=202)
+
+
+class EventsHandler(BaseHandler):
+    """``GET /api/services/{name}/versions/{version}/events``: NDJSON progress stream."""
+
+    async def get(self, name: str, version: str) -> None:
+        """Stream the deploy's events until it is running or failed."""
+        self.need_view()
+        task = self.deployments.task(name, version)
+        follow = self.get_query_argument("follow", "1") not in ("0", "false")
+        start = int(self.get_query_argument("since", "0") or 0)
+        self.set_header("Content-Type", "application/x-ndjson")
+        self.set_header("Cache-Control", "no-cache")
+        if not follow:
+            for event in task.events[start:]:
+                self.write(json.dumps(event) + "\n")
+            self.finish()
+            return
+        async for event in task.follow(start):
+            self.write(json.dumps(event) + "\n")
+            try:
+                await self.flush()
+            except tornado.iostream.StreamClosedError:
+                # The client left; the deploy goes on regardless.
+                return
+        self.finish()
+
+
+class LogsHandler(BaseHandler):
+    """``GET /api/services/{name}/logs``."""
+
+    async def get(self, name: str) -> None:
+        """Tail of a version's log as plain text."""
+        self.need_view()
+        try:
+            tail = int(self.get_query_argument("tail", "200"))
+        except ValueError as exc:
+            raise ApiError(422, "tail must be an integer", "invalid-input") from exc
+        version = self.get_query_argument("version", None)
+        text = await tornado.ioloop.IOLoop.current().run_in_executor(
+            None, self.deployments.logs, name, version, max(1, min(tail, 100_000))
+        )
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class EventsListHandler(BaseHandler):
+    """``GET /api/events``: recorded events (deployed, crashed, restarted, build failed)."""
+
+    def get(self) -> None:
+        """Newest events first, optionally for one service."""
+        self.need_view()
+        service = self.get_query_argument("service", None)
+        self.send({"events": self.deployments.store.list_events(service)})
+
+
+class TokensHandler(BaseHandler):
+    """``GET`` / ``POST /api/tokens``."""
+
+    def get(self) -> None:
+        """List tokens (all for admins, one's own otherwise), never their secrets."""
+        p = self.need_view()
+        records = self.auth.store.list_tokens(None if p.is_admin() else p.username)
+        self.send({"tokens": [r.public() for r in records]})
+
+    def post(self) -> None:
+        """Create a token of some scope, optionally expiring."""
+        p = self.need_deploy()
+        body = self.json_body()
+        scope = body.get("scope", "invoke")
+        if scope not in SCOPES:
+            raise ApiError(422, f"scope must be one of {', '.join(SCOPES)}, not {scope!r}", "invalid-input")
+        service = body.get("service")
+        if scope == "invoke":
+            if not isinstance(service, str) or not service:
+                raise ApiError(422, "an invoke token needs 'service'", "invalid-input")
+            if self.deployments.store.get_service(service) is None:
+                raise ApiError(404, f"no service named {service!r}", "unknown-service")
+        else:
+            service = None
+        if scope == "admin" and not p.is_admin():
+            raise ApiError(403, "only admins can create admin tokens", "forbidden")
+        expires_in = body.get("expires_in")
+        if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
+            raise ApiError(422, "expires_in must be a positive number of seconds", "invalid-input")
+        token, record = self.auth.issue(p.username, scope, service, expires_in, note=body.get("note"))
+        self.send(dict(record.public(), token=token), status=201)
+
+
+class TokenHandler(BaseHandler):
+    """``DELETE /api/tokens/{id}``."""
+
+    def delete(self, token_id: str) -> None:
+        """Revoke a token (one's own, or any for admins)."""
+        p = self.need_view()
+        record = self.auth.store.get_token(token_id)
+        if record is None or (record.username != p.username and not p.is_admin()):
+            raise ApiError(404, f"no token with id {token_id!r}", "unknown-token")
+        self.auth.revoke(token_id)
+        self.send({"revoked": token_id})
+
+
+class NotFoundHandler(BaseHandler):
+    """JSON 404 for every unknown path."""
+
+    def prepare(self) -> None:
+        """Answer 404 whatever the method."""
+        raise ApiError(404, f"no route for {self.request.path}", "not-found")

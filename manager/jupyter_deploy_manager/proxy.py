@@ -1,0 +1,89 @@
+"""Proxy ``/services/{name}/{entrypoint}`` to the main version's runner over pooled keep-alive connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from .handlers import ApiError, BaseHandler
+
+log = logging.getLogger("jupyter_deploy_manager")
+
+# Hop-by-hop and framing headers are the proxy's own business.
+_SKIP_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+_BUFFER_LIMIT = 1 << 20
+
+
+class RunnerPool:
+    """One aiohttp session shared by every proxied request: connections to runners are reused."""
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session, created on first use inside the running loop."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=75, ttl_dns_cache=None),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+
+
+class ServiceProxyHandler(BaseHandler):
+    """Checks the token, then streams the request to the runner and its answer back."""
+
+    async def post(self, name: str, path: str) -> None:
+        """Invoke an entrypoint."""
+        await self._forward("POST", name, path)
+
+    async def get(self, name: str, path: str) -> None:
+        """Read-only runner routes (health)."""
+        await self._forward("GET", name, path)
+
+    async def _forward(self, method: str, name: str, path: str) -> None:
+        principal = self.principal()
+        if not principal.may_invoke(name):
+            raise ApiError(
+                403, f"this token is for service {principal.service!r}, not {name!r}", "forbidden"
+            ) if principal.scope == "invoke" else ApiError(403, "this token cannot invoke services", "forbidden")
+        deployments = self.deployments
+        endpoint = deployments.routes.get(name)
+        if endpoint is None:
+            if deployments.store.get_service(name) is None:
+                raise ApiError(404, f"no service named {name!r}", "unknown-service")
+            raise ApiError(503, f"service {name!r} has no running version", "not-running")
+        headers = {"Content-Type": self.request.headers.get("Content-Type", "application/json")}
+        session = self.settings["jd_pool"].session()
+        body = self.request.body if method == "POST" else None
+        try:
+            resp = await session.request(method, f"{endpoint.url}/{path}", data=body, headers=headers)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            # The runner may have been restarted elsewhere (new port); look again once.
+            fresh = await deployments.refresh_route(name)
+            if fresh is None or fresh == endpoint:
+                log.warning("service %s unreachable at %s: %s", name, endpoint.url, exc)
+                raise ApiError(502, f"service {name!r} did not answer; see its log", "unreachable") from exc
+            resp = await session.request(method, f"{fresh.url}/{path}", data=body, headers=headers)
+        async with resp:
+            self.set_status(resp.status)
+            for key, value in resp.headers.items():
+                if key.lower() not in _SKIP_RESPONSE_HEADERS:
+                    self.set_header(key, value)
+            if resp.content_length is not None and resp.content_length <= _BUFFER_LIMIT:
+                self.finish(await resp.read())
+                return
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                self.write(chunk)
+                await self.flush()
+            self.finish()

@@ -1,0 +1,509 @@
+"""Request bodies to call arguments (with validation) and return values to JSON bytes.
+
+pandas and numpy are imported only when the manifest has a parameter or sample
+that needs them, and at startup rather than on the first request.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import inspect
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+SCALAR_TYPES = ("int", "float", "str", "bool", "list", "dict")
+"""Parameter types checked against the JSON value's type."""
+
+
+class InvalidInput(Exception):
+    """The body does not fit the entrypoint; answered with 422 ``invalid-input``."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class Unserialisable(Exception):
+    """The return value holds something JSON cannot represent; answered with 500."""
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(type_name)
+        self.type_name = type_name
+
+
+class _FieldProblems(Exception):
+    # Raised by a converter with every problem it found in one field, so the
+    # caller can keep going and report all fields at once.
+    def __init__(self, parts: list[str], errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(parts))
+        self.parts = parts
+        self.errors = errors
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _quoted(names: list[Any]) -> str:
+    return ", ".join(repr(str(n)) for n in names)
+
+
+# ---------------------------------------------------------------- samples
+
+
+@dataclass
+class FrameSample:
+    """Columns and dtypes a dataframe parameter must match (from the manifest sample)."""
+
+    columns: list[Any]
+    by_str: dict[str, Any]
+    dtypes: dict[Any, Any]
+    dtype_names: dict[Any, str]
+    rename: bool
+
+
+@dataclass
+class ArraySample:
+    """Trailing shape and dtype an ndarray parameter must match (from the manifest sample)."""
+
+    trailing: tuple[int | None, ...] | None
+    dtype: Any
+
+
+def _frame_sample(sample: dict[str, Any]) -> FrameSample | None:
+    import pandas as pd
+
+    columns = sample.get("columns")
+    if not isinstance(columns, list) or not columns:
+        return None
+    dtypes: dict[Any, Any] = {}
+    names: dict[Any, str] = {}
+    for col in columns:
+        name = (sample.get("dtypes") or {}).get(str(col))
+        if not isinstance(name, str):
+            continue
+        try:
+            dtypes[col] = pd.api.types.pandas_dtype(name)
+        except (TypeError, ValueError):
+            # A dtype this pandas does not know: serve without casting that column
+            # rather than refusing every request.
+            continue
+        names[col] = name
+    return FrameSample(
+        columns=list(columns),
+        by_str={str(c): c for c in columns},
+        dtypes=dtypes,
+        dtype_names=names,
+        rename=any(not isinstance(c, str) for c in columns),
+    )
+
+
+def _array_sample(sample: dict[str, Any]) -> ArraySample:
+    import numpy as np
+
+    shape = sample.get("shape")
+    trailing = None
+    if isinstance(shape, list) and shape:
+        trailing = tuple(d if isinstance(d, int) else None for d in shape[1:])
+    dtype = None
+    if isinstance(sample.get("dtype"), str):
+        try:
+            dtype = np.dtype(sample["dtype"])
+        except TypeError:
+            dtype = None
+    return ArraySample(trailing=trailing, dtype=dtype)
+
+
+# ---------------------------------------------------------------- converters
+
+
+def _scalar(kind: str) -> Callable[[Any, "Param"], Any]:
+    def convert(value: Any, param: Param) -> Any:
+        t = type(value)
+        if kind == "float" and t is int:
+            return float(value)
+        # `type(...) is` so that JSON true/false never pass as int or float.
+        if t.__name__ == kind and t in (int, float, str, bool, list, dict):
+            return value
+        raise _FieldProblems(
+            [f"expected {kind}, got {_json_type(value)}"],
+            [{"field": param.name, "problem": "type", "expected": kind, "got": _json_type(value)}],
+        )
+
+    return convert
+
+
+def _bad_shape(param: Param, expected: str, value: Any) -> _FieldProblems:
+    return _FieldProblems(
+        [f"expected {expected}, got {_json_type(value)}"],
+        [{"field": param.name, "problem": "type", "expected": expected, "got": _json_type(value)}],
+    )
+
+
+_FRAME_FORMS = 'records (a list of objects), a dict of columns or split form {"columns", "data"}'
+
+
+def _build_frame(value: Any, param: Param) -> Any:
+    import pandas as pd
+
+    sample = param.frame
+    try:
+        if isinstance(value, list):
+            if not all(type(row) is dict for row in value):
+                raise _bad_shape(param, _FRAME_FORMS, value)
+            if not value and sample is not None:
+                return pd.DataFrame(columns=sample.columns)
+            return pd.DataFrame(value)
+        if isinstance(value, dict):
+            data = value.get("data")
+            if (
+                isinstance(value.get("columns"), list)
+                and isinstance(data, list)
+                and value.keys() <= {"columns", "data", "index"}
+                and all(type(row) is list for row in data)
+            ):
+                return pd.DataFrame(data, columns=value["columns"], index=value.get("index"))
+            not_lists = [k for k, v in value.items() if type(v) is not list]
+            if not_lists:
+                raise _FieldProblems(
+                    [f"expected {_FRAME_FORMS}; a dict of columns maps names to lists, "
+                     f"but {_quoted(not_lists)} {'is' if len(not_lists) == 1 else 'are'} not a list"],
+                    [{"field": param.name, "column": str(k), "problem": "type", "expected": "list"} for k in not_lists],
+                )
+            return pd.DataFrame(value)
+    except (ValueError, TypeError) as exc:
+        raise _FieldProblems(
+            [f"cannot build a DataFrame: {exc}"], [{"field": param.name, "problem": "value", "detail": str(exc)}]
+        ) from exc
+    raise _bad_shape(param, _FRAME_FORMS, value)
+
+
+def _is_stringish(dtype: Any) -> bool:
+    return dtype == object or getattr(dtype, "kind", None) in ("O", "U", "T") or type(dtype).__name__ == "StringDtype"
+
+
+def _cast(series: Any, dtype: Any) -> Any:
+    import numpy as np
+
+    out = series.astype(dtype)
+    # astype truncates 1.5 to 1 silently; refuse that instead of predicting on altered data.
+    if getattr(dtype, "kind", None) in ("i", "u") and getattr(series.dtype, "kind", None) == "f":
+        if not np.array_equal(out.to_numpy(), series.to_numpy()):
+            raise ValueError("non-integral values")
+    return out
+
+
+def _dataframe(value: Any, param: Param) -> Any:
+    df = _build_frame(value, param)
+    sample = param.frame
+    if sample is None:
+        return df
+    parts: list[str] = []
+    errors: list[dict[str, Any]] = []
+    cols = list(df.columns)
+    if cols != sample.columns:
+        present = {str(c) for c in cols}
+        missing = [c for c in sample.columns if str(c) not in present]
+        unexpected = [c for c in cols if str(c) not in sample.by_str]
+        if missing:
+            parts.append(f"missing columns {_quoted(missing)}")
+            errors += [{"field": param.name, "column": str(c), "problem": "missing"} for c in missing]
+        if unexpected:
+            parts.append(f"unexpected columns {_quoted(unexpected)}")
+            errors += [{"field": param.name, "column": str(c), "problem": "unexpected"} for c in unexpected]
+        if sample.rename:
+            df = df.rename(columns={c: sample.by_str[str(c)] for c in cols if str(c) in sample.by_str})
+        if not missing:
+            df = df[sample.columns] if not unexpected else df
+    for col, dtype in sample.dtypes.items():
+        if col not in df.columns:
+            continue
+        have = df[col].dtype
+        if have == dtype or (_is_stringish(dtype) and _is_stringish(have)):
+            continue
+        try:
+            df[col] = _cast(df[col], dtype)
+        except (ValueError, TypeError, OverflowError):
+            name = sample.dtype_names[col]
+            parts.append(f"column {str(col)!r} cannot be cast to {name}")
+            errors.append({"field": param.name, "column": str(col), "problem": "dtype", "expected": name})
+    if parts:
+        raise _FieldProblems(parts, errors)
+    return df
+
+
+def _series(value: Any, param: Param) -> Any:
+    import pandas as pd
+
+    if type(value) not in (list, dict):
+        raise _bad_shape(param, "a list", value)
+    try:
+        return pd.Series(value)
+    except (ValueError, TypeError) as exc:
+        raise _FieldProblems([f"cannot build a Series: {exc}"], [{"field": param.name, "problem": "value"}]) from exc
+
+
+def _fmt_shape(shape: tuple[Any, ...]) -> str:
+    inner = ", ".join("n" if d is None else str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def _ndarray(value: Any, param: Param) -> Any:
+    import numpy as np
+
+    if type(value) is not list:
+        raise _bad_shape(param, "a (nested) list", value)
+    sample = param.array
+    dtype = sample.dtype if sample is not None else None
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        detail = f"cannot convert to {dtype}" if dtype is not None else "cannot convert to an array"
+        raise _FieldProblems(
+            [f"{detail}: {exc}"],
+            [{"field": param.name, "problem": "dtype" if dtype is not None else "value",
+              **({"expected": str(dtype)} if dtype is not None else {})}],
+        ) from exc
+    if sample is not None and sample.trailing is not None:
+        want = sample.trailing
+        got = arr.shape[1:]
+        if arr.ndim != len(want) + 1 or any(w is not None and w != g for w, g in zip(want, got)):
+            expected = _fmt_shape((None, *want))
+            raise _FieldProblems(
+                [f"expected shape {expected}, got {_fmt_shape(arr.shape)}"],
+                [{"field": param.name, "problem": "shape", "expected": expected, "got": _fmt_shape(arr.shape)}],
+            )
+    return arr
+
+
+def _any(value: Any, param: Param) -> Any:
+    return value
+
+
+_CONVERTERS: dict[str, Callable[[Any, "Param"], Any]] = {
+    **{kind: _scalar(kind) for kind in SCALAR_TYPES},
+    "dataframe": _dataframe,
+    "series": _series,
+    "ndarray": _ndarray,
+    "any": _any,
+}
+
+
+# ---------------------------------------------------------------- entrypoints
+
+
+@dataclass
+class Param:
+    """One parameter as the runner checks it: effective type, defaults, sample."""
+
+    name: str
+    kind: str
+    type: str
+    required: bool
+    has_default: bool = False
+    default: Any = None
+    frame: FrameSample | None = None
+    array: ArraySample | None = None
+    convert: Callable[[Any, "Param"], Any] = field(default=_any, repr=False)
+
+
+@dataclass
+class Entrypoint:
+    """A served function with its parameters; turns a request body into call arguments."""
+
+    name: str
+    fn: Callable[..., Any]
+    params: list[Param]
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.by_name = {p.name: p for p in self.params}
+        self.positional_only = [p for p in self.params if p.kind == "POSITIONAL_ONLY"]
+        shown = [p.name if p.required else f"{p.name}=..." for p in self.params]
+        self.label = f"{self.name}({', '.join(shown)})"
+
+    def arguments(self, body: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Validate and convert ``body``; raise InvalidInput listing every problem."""
+        missing = [p.name for p in self.params if p.required and p.name not in body]
+        unexpected = [k for k in body if k not in self.by_name]
+        parts: list[str] = []
+        errors: list[dict[str, Any]] = []
+        if missing:
+            parts.append(f"missing parameters {_quoted(missing)}")
+            errors += [{"field": n, "problem": "missing"} for n in missing]
+        if unexpected:
+            parts.append(f"unexpected parameters {_quoted(unexpected)}")
+            errors += [{"field": str(n), "problem": "unexpected"} for n in unexpected]
+        converted: dict[str, Any] = {}
+        for param in self.params:
+            if param.name not in body:
+                continue
+            value = body[param.name]
+            # null for a parameter whose default is None means "use the default value".
+            if value is None and param.has_default and param.default is None:
+                converted[param.name] = None
+                continue
+            try:
+                converted[param.name] = param.convert(value, param)
+            except _FieldProblems as exc:
+                parts.append(f"{param.name}: {'; '.join(exc.parts)}")
+                errors += exc.errors
+        if parts:
+            raise InvalidInput(f"input does not fit {self.label}: {'; '.join(parts)}", errors)
+
+        args: list[Any] = []
+        if self.positional_only:
+            # Positional-only arguments cannot skip a slot, so a gap is filled
+            # with the manifest default (or refused when there is none).
+            last = max((i for i, p in enumerate(self.positional_only) if p.name in converted), default=-1)
+            for param in self.positional_only[: last + 1]:
+                if param.name in converted:
+                    args.append(converted.pop(param.name))
+                elif param.has_default:
+                    args.append(param.default)
+                else:
+                    raise InvalidInput(
+                        f"input does not fit {self.label}: {param.name}: needed because a later "
+                        f"positional-only parameter is given",
+                        [{"field": param.name, "problem": "missing"}],
+                    )
+        return args, converted
+
+
+def _params_from_signature(fn: Callable[..., Any]) -> list[dict[str, Any]]:
+    # Only for hand-written manifests without "parameters".
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out.append({"name": p.name, "kind": p.kind.name, "type": "any", "required": p.default is p.empty})
+    return out
+
+
+def compile_entrypoints(manifest: dict[str, Any], functions: dict[str, Callable[..., Any]]) -> dict[str, Entrypoint]:
+    """Build the per-entrypoint converters from the manifest (imports pandas/numpy if needed)."""
+    sample = manifest.get("sample") if isinstance(manifest.get("sample"), dict) else None
+    sample_kind = sample.get("kind") if sample else None
+    frame = _frame_sample(sample) if sample_kind == "dataframe" else None
+    array = _array_sample(sample) if sample_kind == "ndarray" else None
+    result: dict[str, Entrypoint] = {}
+    for spec in manifest["entrypoints"]:
+        name = spec["name"]
+        fn = functions[name]
+        raw_params = spec.get("parameters")
+        if not isinstance(raw_params, list):
+            raw_params = _params_from_signature(fn)
+        params = []
+        for index, raw in enumerate(raw_params):
+            kind = raw.get("type") or "any"
+            if kind not in _CONVERTERS:
+                kind = "any"
+            # The sample describes the first parameter, so an unannotated first
+            # parameter is treated as what the sample shows.
+            if index == 0 and kind == "any" and sample_kind in ("dataframe", "ndarray"):
+                kind = sample_kind
+            param = Param(
+                name=raw["name"],
+                kind=raw.get("kind") or "POSITIONAL_OR_KEYWORD",
+                type=kind,
+                required=bool(raw.get("required", "default" not in raw)),
+                has_default="default" in raw,
+                default=raw.get("default"),
+                frame=frame if index == 0 and kind == "dataframe" else None,
+                array=array if index == 0 and kind == "ndarray" else None,
+                convert=_CONVERTERS[kind],
+            )
+            params.append(param)
+        if any(p.type in ("dataframe", "series") for p in params):
+            import pandas  # noqa: F401  (imported now so the first request does not pay for it)
+        if any(p.type == "ndarray" for p in params):
+            import numpy  # noqa: F401
+        result[name] = Entrypoint(name=name, fn=fn, params=params)
+    return result
+
+
+# ---------------------------------------------------------------- output
+
+
+def _default(obj: Any) -> Any:
+    # Called by json.dumps for anything it does not know. numpy/pandas are only
+    # looked up when already imported: a result cannot hold their types otherwise.
+    np = sys.modules.get("numpy")
+    pd = sys.modules.get("pandas")
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.kind in "Mm":
+                return [_default(x) for x in obj]
+            return obj.tolist()
+        if isinstance(obj, np.datetime64):
+            return None if np.isnat(obj) else str(np.datetime_as_string(obj))
+        if isinstance(obj, np.timedelta64):
+            return None if np.isnat(obj) else str(obj)
+        if isinstance(obj, np.generic):
+            value = obj.item()
+            if isinstance(value, (bool, int, float, str)) or value is None:
+                return value
+            raise Unserialisable(type(obj).__name__)
+    if pd is not None:
+        if obj is pd.NaT or obj is pd.NA:
+            return None
+        if isinstance(obj, pd.DataFrame):
+            return obj.to_dict(orient="records")
+        if isinstance(obj, (pd.Series, pd.Index, pd.Categorical)):
+            return obj.tolist()
+        if isinstance(obj, pd.Timedelta):
+            return obj.isoformat()
+    if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
+        return obj.isoformat()
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, decimal.Decimal):
+        return float(obj)
+    raise Unserialisable(f"{type(obj).__module__}.{type(obj).__qualname__}".removeprefix("builtins."))
+
+
+def _key(key: Any) -> Any:
+    if key is None or isinstance(key, (str, int, float, bool)):
+        return key
+    value = _default(key)
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def _plain(obj: Any) -> Any:
+    # Slow path: rebuild the value as plain JSON types with NaN/inf as None.
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {_key(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return _plain(_default(obj))
+
+
+_encode = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":")).encode
+_encode_plain = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def to_json(result: Any) -> bytes:
+    """Serialise a return value; NaN/inf become null; raise Unserialisable for anything else."""
+    try:
+        # Fast path (the C encoder): fine unless a NaN/inf or odd dict key shows up.
+        return _encode(result).encode()
+    except (ValueError, TypeError):
+        pass
+    try:
+        return _encode_plain(_plain(result)).encode()
+    except RecursionError as exc:
+        raise Unserialisable(f"{type(result).__name__} (circular or too deeply nested)") from exc
+    except (ValueError, TypeError) as exc:
+        raise Unserialisable(type(result).__name__) from exc

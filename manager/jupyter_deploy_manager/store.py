@@ -1,0 +1,330 @@
+"""SQLite store: users, tokens, services, versions and events, kept in the data dir."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    username TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    service TEXT,
+    note TEXT,
+    created REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    main_version TEXT,
+    created REAL NOT NULL,
+    created_by TEXT
+);
+CREATE TABLE IF NOT EXISTS versions (
+    service TEXT NOT NULL,
+    version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    desired TEXT NOT NULL DEFAULT 'running',
+    manifest TEXT NOT NULL,
+    lock_hash TEXT NOT NULL,
+    error TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (service, version)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    service TEXT,
+    version TEXT,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
+"""
+
+
+@dataclass
+class User:
+    """A manager user."""
+
+    username: str
+    password_hash: str
+    role: str
+
+
+@dataclass
+class TokenRecord:
+    """A stored token (its secret is never stored, only its hash)."""
+
+    id: str
+    username: str
+    scope: str
+    service: str | None
+    note: str | None
+    created: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        """Not revoked and not expired."""
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > time.time()
+
+    def public(self) -> dict[str, Any]:
+        """JSON-safe view without secrets."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "scope": self.scope,
+            "service": self.service,
+            "note": self.note,
+            "created": _iso(self.created),
+            "expires_at": _iso(self.expires_at),
+            "revoked": self.revoked_at is not None,
+            "active": self.active,
+        }
+
+
+@dataclass
+class VersionRecord:
+    """One deployed version of a service."""
+
+    service: str
+    version: str
+    status: str
+    desired: str
+    manifest: dict[str, Any]
+    lock_hash: str
+    error: str | None
+    created: float
+    updated: float
+
+    def public(self) -> dict[str, Any]:
+        """JSON-safe summary."""
+        return {
+            "version": self.version,
+            "status": self.status,
+            "desired": self.desired,
+            "error": self.error,
+            "created": _iso(self.created),
+            "updated": _iso(self.updated),
+            "lock_hash": self.lock_hash,
+            "python": self.manifest.get("python"),
+            "entrypoints": [e["name"] for e in self.manifest.get("entrypoints", [])],
+        }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+class Store:
+    """Thread-safe access to the manager's SQLite database."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared under a lock: the manager's load is small and
+        # runtime threads write events too.
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # users
+    def get_user(self, username: str) -> User | None:
+        """The user of that name, or None."""
+        rows = self._rows("SELECT username, password_hash, role FROM users WHERE username = ?", (username,))
+        return User(**dict(rows[0])) if rows else None
+
+    def put_user(self, username: str, password_hash: str, role: str) -> None:
+        """Create or update a user."""
+        self._exec(
+            "INSERT INTO users (username, password_hash, role, created) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role",
+            (username, password_hash, role, time.time()),
+        )
+
+    def list_users(self) -> list[User]:
+        """All users."""
+        return [User(**dict(r)) for r in self._rows("SELECT username, password_hash, role FROM users ORDER BY username")]
+
+    # tokens
+    def add_token(
+        self,
+        token_id: str,
+        token_hash: str,
+        username: str,
+        scope: str,
+        service: str | None,
+        expires_at: float | None,
+        note: str | None = None,
+    ) -> TokenRecord:
+        """Store a new token's hash and metadata."""
+        now = time.time()
+        self._exec(
+            "INSERT INTO tokens (id, token_hash, username, scope, service, note, created, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (token_id, token_hash, username, scope, service, note, now, expires_at),
+        )
+        return TokenRecord(token_id, username, scope, service, note, now, expires_at, None)
+
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        """Look a token up by the hash of its secret."""
+        rows = self._rows(
+            "SELECT id, username, scope, service, note, created, expires_at, revoked_at FROM tokens WHERE token_hash = ?",
+            (token_hash,),
+        )
+        return TokenRecord(**dict(rows[0])) if rows else None
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        """Look a token up by its public id."""
+        rows = self._rows(
+            "SELECT id, username, scope, service, note, created, expires_at, revoked_at FROM tokens WHERE id = ?",
+            (token_id,),
+        )
+        return TokenRecord(**dict(rows[0])) if rows else None
+
+    def list_tokens(self, username: str | None = None) -> list[TokenRecord]:
+        """Tokens, optionally only one user's."""
+        sql = "SELECT id, username, scope, service, note, created, expires_at, revoked_at FROM tokens"
+        args: tuple = ()
+        if username is not None:
+            sql += " WHERE username = ?"
+            args = (username,)
+        return [TokenRecord(**dict(r)) for r in self._rows(sql + " ORDER BY created", args)]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Mark a token revoked."""
+        self._exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), token_id))
+
+    def revoke_service_tokens(self, service: str) -> None:
+        """Revoke every invoke token of a deleted service."""
+        self._exec(
+            "UPDATE tokens SET revoked_at = ? WHERE service = ? AND revoked_at IS NULL", (time.time(), service)
+        )
+
+    # services and versions
+    def ensure_service(self, name: str, created_by: str | None) -> None:
+        """Create the service row if missing."""
+        self._exec(
+            "INSERT OR IGNORE INTO services (name, main_version, created, created_by) VALUES (?, NULL, ?, ?)",
+            (name, time.time(), created_by),
+        )
+
+    def get_service(self, name: str) -> dict[str, Any] | None:
+        """The service row as a dict, or None."""
+        rows = self._rows("SELECT name, main_version, created, created_by FROM services WHERE name = ?", (name,))
+        return dict(rows[0]) if rows else None
+
+    def list_services(self) -> list[dict[str, Any]]:
+        """All service rows."""
+        return [dict(r) for r in self._rows("SELECT name, main_version, created, created_by FROM services ORDER BY name")]
+
+    def set_main(self, name: str, version: str | None) -> None:
+        """Point the service's main at a version."""
+        self._exec("UPDATE services SET main_version = ? WHERE name = ?", (version, name))
+
+    def delete_service(self, name: str) -> None:
+        """Forget a service and its versions."""
+        with self._lock:
+            self._db.execute("DELETE FROM versions WHERE service = ?", (name,))
+            self._db.execute("DELETE FROM services WHERE name = ?", (name,))
+
+    def add_version(self, service: str, version: str, manifest: dict[str, Any], lock_hash: str) -> None:
+        """Record a new version in state 'building'."""
+        now = time.time()
+        self._exec(
+            "INSERT INTO versions (service, version, status, desired, manifest, lock_hash, created, updated) "
+            "VALUES (?, ?, 'building', 'running', ?, ?, ?, ?)",
+            (service, version, json.dumps(manifest), lock_hash, now, now),
+        )
+
+    def set_version_status(
+        self, service: str, version: str, status: str, error: str | None = None, desired: str | None = None
+    ) -> None:
+        """Update a version's status (and optionally its desired state)."""
+        if desired is None:
+            self._exec(
+                "UPDATE versions SET status = ?, error = ?, updated = ? WHERE service = ? AND version = ?",
+                (status, error, time.time(), service, version),
+            )
+        else:
+            self._exec(
+                "UPDATE versions SET status = ?, error = ?, desired = ?, updated = ? WHERE service = ? AND version = ?",
+                (status, error, desired, time.time(), service, version),
+            )
+
+    def _version(self, row: sqlite3.Row) -> VersionRecord:
+        data = dict(row)
+        data["manifest"] = json.loads(data["manifest"])
+        return VersionRecord(**data)
+
+    def get_version(self, service: str, version: str) -> VersionRecord | None:
+        """One version, or None."""
+        rows = self._rows("SELECT * FROM versions WHERE service = ? AND version = ?", (service, version))
+        return self._version(rows[0]) if rows else None
+
+    def list_versions(self, service: str | None = None) -> list[VersionRecord]:
+        """Versions of one service (or all), oldest first."""
+        if service is None:
+            rows = self._rows("SELECT * FROM versions ORDER BY service, created")
+        else:
+            rows = self._rows("SELECT * FROM versions WHERE service = ? ORDER BY created", (service,))
+        return [self._version(r) for r in rows]
+
+    # events
+    def add_event(self, kind: str, message: str, service: str | None = None, version: str | None = None) -> None:
+        """Record an event (deployed, crashed, restarted, build failed, ...)."""
+        self._exec(
+            "INSERT INTO events (time, service, version, kind, message) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), service, version, kind, message),
+        )
+
+    def list_events(self, service: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest events first."""
+        if service is None:
+            rows = self._rows("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._rows("SELECT * FROM events WHERE service = ? ORDER BY id DESC LIMIT ?", (service, limit))
+        return [dict(r, time=_iso(r["time"])) for r in rows]
+
+    def iter_events(self) -> Iterator[dict[str, Any]]:
+        """All events, oldest first."""
+        for row in self._rows("SELECT * FROM events ORDER BY id"):
+            yield dict(row)
