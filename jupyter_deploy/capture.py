@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import datetime as _dt
+import functools
 import inspect
 import io
 import json
@@ -193,9 +194,13 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 def _globals_of(fn: Any) -> dict[str, Any]:
-    target = inspect.unwrap(fn) if callable(fn) else fn
+    target = inspect.unwrap(fn)
     target = getattr(target, "__func__", target)
     namespace = getattr(target, "__globals__", None)
+    if namespace is None:
+        # A callable instance: its annotations live with its class's __call__.
+        call = getattr(type(target), "__call__", None)
+        namespace = getattr(call, "__globals__", None)
     return namespace if isinstance(namespace, dict) else {}
 
 
@@ -258,15 +263,24 @@ def _render(annotation: Any, short: bool) -> str:
     if origin is not None and args and origin is not collections.abc.Callable and origin is not typing.Literal:
         if origin is typing.Annotated:
             return _render(args[0], short)
-        if type(annotation).__module__ == "typing" and getattr(annotation, "_name", None):
-            base = f"typing.{annotation._name}"
-        else:
-            base = _render(origin, short)
         rendered = ", ".join("..." if arg is Ellipsis else _render(arg, short) for arg in args)
-        return f"{base}[{rendered}]"
+        return f"{_generic_base(annotation, origin, short)}[{rendered}]"
+    if origin is not None and not args and _typing_alias_name(annotation):
+        return f"typing.{_typing_alias_name(annotation)}"
     if isinstance(annotation, type) and origin is None:
         return _class_name(annotation, short=short)
     return inspect.formatannotation(annotation)
+
+
+def _typing_alias_name(annotation: Any) -> str | None:
+    """``List`` for ``typing.List[...]``, None for builtin generics like ``list[int]``."""
+    name = getattr(annotation, "_name", None)
+    return name if type(annotation).__module__ == "typing" and isinstance(name, str) else None
+
+
+def _generic_base(annotation: Any, origin: Any, short: bool) -> str:
+    name = _typing_alias_name(annotation)
+    return f"typing.{name}" if name else _render(origin, short)
 
 
 def _readable(annotation: Any) -> str | None:
@@ -328,6 +342,13 @@ def type_of(annotation: Any) -> str:
 
 
 def _type_from_class(cls: type) -> str:
+    try:
+        return _type_from_class_unchecked(cls)
+    except TypeError:  # exotic classes (protocols, metaclass tricks) refuse issubclass
+        return "any"
+
+
+def _type_from_class_unchecked(cls: type) -> str:
     # Checked through sys.modules: a class from pandas/numpy means they are
     # already imported, and otherwise we must not import them.
     pandas = sys.modules.get("pandas")
@@ -438,8 +459,10 @@ def _encode_ndarray(array: Any) -> dict[str, Any]:
 
 def _json_cell(value: Any, *, strict: bool) -> Any:
     """A JSON-safe copy of ``value``; unknown objects become str unless ``strict``."""
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -481,6 +504,7 @@ def _is_json(value: Any) -> bool:
 # --- payload ---------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def _installed_roots() -> tuple[str, ...]:
     paths = set()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -526,7 +550,7 @@ class TracingPickler(cloudpickle.Pickler):
     service does not need those files.
     """
 
-    def __init__(self, file: io.BufferedIOBase, entrypoints: Mapping[str, Any] | None = None):
+    def __init__(self, file: typing.BinaryIO, entrypoints: Mapping[str, Any] | None = None):
         super().__init__(file, protocol=5)
         self.modules: set[str] = set()
         self.by_value: list[str] = []
