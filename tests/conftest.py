@@ -39,3 +39,26 @@ def docker_client():
         pytest.skip("no Docker engine on this machine")
     yield client
     client.close()
+
+
+@pytest.fixture
+def manager_factory(tmp_path_factory):
+    """Start real managers (``factory(runtime="process")``); all are stopped and cleaned up afterwards."""
+    from .harness import ManagerProcess
+
+    started: list[ManagerProcess] = []
+
+    def factory(runtime: str = "process", **kwargs) -> ManagerProcess:
+        manager = ManagerProcess(tmp_path_factory.mktemp("manager"), runtime=runtime, **kwargs)
+        started.append(manager)
+        return manager.start()
+
+    yield factory
+    for manager in started:
+        manager.cleanup()
+
+
+@pytest.fixture
+def manager(manager_factory):
+    """One real manager on the process runtime."""
+    return manager_factory(os.environ.get("JD_TEST_RUNTIME", "process"))

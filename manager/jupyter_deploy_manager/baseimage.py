@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -189,17 +190,21 @@ def resolve_base_image(python: str, configured: str | None, client: Any) -> str:
 
 def _pull(client: Any, ref: str) -> bool:
     """Try to pull ``ref`` within PULL_TIMEOUT seconds; True if it is now local."""
-    import docker
-
     repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-    api = docker.APIClient(base_url=client.api.base_url, timeout=PULL_TIMEOUT)
-    try:
-        api.pull(repo, tag=tag)
-    except Exception:  # registry unreachable, unknown image, timeout: all mean "not available"
-        return False
-    finally:
-        api.close()
-    return _image_exists(client, ref)
+    outcome: list[bool] = []
+
+    def pull() -> None:
+        try:
+            client.api.pull(repo, tag=tag)
+            outcome.append(True)
+        except Exception:  # registry unreachable, unknown image: both mean "not available"
+            outcome.append(False)
+
+    # A registry that never answers would hold the build for the client's whole timeout.
+    worker = threading.Thread(target=pull, name=f"jd-pull-{ref}", daemon=True)
+    worker.start()
+    worker.join(PULL_TIMEOUT)
+    return bool(outcome and outcome[0]) and _image_exists(client, ref)
 
 
 def main(argv: list[str] | None = None) -> int:

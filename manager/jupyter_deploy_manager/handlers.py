@@ -170,7 +170,12 @@ class ServiceHandler(BaseHandler):
         p = self.principal()
         if not (p.may_view() or p.may_invoke(name)):
             raise ApiError(403, f"this token cannot read service {name!r}", "forbidden")
-        self.send(self.deployments.describe(name))
+        info = self.deployments.describe(name)
+        endpoint = self.deployments.routes.get(name)
+        if p.may_view() and endpoint is not None:
+            # Where the runner answers, for operators and benchmarks; never shown to invoke tokens.
+            info["endpoint"] = endpoint.url
+        self.send(info)
 
     async def delete(self, name: str) -> None:
         """Stop and remove a service."""

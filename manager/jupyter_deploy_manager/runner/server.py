@@ -76,7 +76,8 @@ class Service:
         try:
             return 200, to_json(result)
         except Unserialisable as exc:
-            _log_traceback(f"entrypoint {ep.name} returned an unserialisable {exc.type_name}:")
+            # A traceback would only show the encoder; the type is what the user needs.
+            sys.stderr.write(f"entrypoint {ep.name} returned an unserialisable {exc.type_name}\n")
             return _error(500, "unserialisable-result",
                           f"{ep.name} returned {exc.type_name}, which cannot be sent as JSON; "
                           f"return lists, dicts, numbers, strings, numpy arrays or pandas objects")

@@ -1,0 +1,465 @@
+"""Docker runtime: base -> shared dependency image -> small app image; one container per version."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import re
+import shlex
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import docker
+import docker.errors
+from docker.types import LogConfig
+
+from ..baseimage import resolve_base_image
+from ..builder import Wheelhouse, install_command, stage_runner
+from .base import LABEL, RUNNER_PORT, Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec
+
+EventSink = Callable[[str, str, str, str], None]
+"""on_event(service, version, event, message); events: crashed, restarted, failed."""
+
+RUNNER_UID = 10001
+"""Unprivileged uid the runner runs as inside its container."""
+
+DEPS_REPO = "jupyter-deploy/deps"
+"""Repository of the dependency images, tagged by lock hash and shared by every instance."""
+
+RESTART_RETRIES = 5
+"""Restarts Docker attempts after the runner crashes before leaving it exited."""
+
+_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_L_INSTANCE = f"{LABEL}.instance"
+_L_SERVICE = f"{LABEL}.service"
+_L_VERSION = f"{LABEL}.version"
+_L_ROLE = f"{LABEL}.role"
+
+
+def _safe(text: str, pattern: str = r"[^A-Za-z0-9_.-]") -> str:
+    """``text`` with characters Docker refuses in names replaced, plus a hash if anything changed."""
+    clean = re.sub(pattern, "_", text)
+    if clean != text:
+        clean += "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
+    return clean
+
+
+class DockerRuntime(Runtime):
+    """Runs each version as a locked-down container on a per-instance internal network."""
+
+    name = "docker"
+
+    def __init__(self, data_dir: Path, instance: str, base_image: str | None = None, memory: str = "512m",
+                 cpus: float = 1.0, on_event: EventSink | None = None, client: Any = None) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", instance):
+            raise ValueError(f"instance {instance!r} must be 1-40 chars of a-z, 0-9, '_' or '-'")
+        self.data_dir = Path(data_dir)
+        self.instance = instance
+        self.base_image = base_image
+        self.memory = memory
+        self.cpus = cpus
+        self.on_event = on_event
+        self.client = client if client is not None else docker.from_env(timeout=300)
+        self.wheelhouse = Wheelhouse(self.data_dir / "wheelhouse")
+        self.network_name = f"jd-{instance}"
+        self.app_repo = f"jupyter-deploy/app-{instance}"
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        # Containers we are stopping on purpose: their "die" event is not a crash.
+        self._stopping: set[str] = set()
+        self._crashed: set[str] = set()
+        self._events_stream: Any = None
+        self._events_thread: threading.Thread | None = None
+        self._closed = False
+        if on_event is not None:
+            self._watch_events()
+
+    # -- names ---------------------------------------------------------------------------
+
+    def container_name(self, spec: VersionSpec) -> str:
+        """Container name of a version: ``jd-<instance>-<service>-<version>``."""
+        return f"jd-{self.instance}-" + _safe(f"{spec.service}-{spec.version}")
+
+    def image_tag(self, spec: VersionSpec) -> str:
+        """App image of a version: ``jupyter-deploy/app-<instance>:<service>-<version>``."""
+        tag = _safe(f"{spec.service}-{spec.version}")
+        if len(tag) > 128:
+            tag = tag[:120] + hashlib.sha1(tag.encode()).hexdigest()[:8]
+        return f"{self.app_repo}:{tag}"
+
+    @staticmethod
+    def deps_tag(lock: Lock) -> str:
+        """Dependency image of a lock, shared across services, versions and instances."""
+        return f"{DEPS_REPO}:{lock.hash}"
+
+    def _labels(self, spec: VersionSpec | None = None, role: str = "service") -> dict[str, str]:
+        labels = {_L_INSTANCE: self.instance, _L_ROLE: role}
+        if spec is not None:
+            labels.update({_L_SERVICE: spec.service, _L_VERSION: spec.version, f"{LABEL}.lock": spec.lock.hash})
+        return labels
+
+    @contextlib.contextmanager
+    def _keyed(self, key: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    # -- docker helpers ------------------------------------------------------------------
+
+    def _container(self, name: str) -> Any:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _image(self, ref: str) -> Any:
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def _network(self) -> Any:
+        """The instance's internal bridge: no route out, no container-to-container traffic."""
+        with self._keyed("network"):
+            found = self.client.networks.list(names=[self.network_name])
+            for net in found:
+                if net.name == self.network_name:
+                    return net
+            try:
+                return self.client.networks.create(
+                    self.network_name, driver="bridge", internal=True, check_duplicate=True,
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    labels={_L_INSTANCE: self.instance, _L_ROLE: "network"},
+                )
+            except docker.errors.APIError as exc:
+                # Another manager process of this instance won the race.
+                if exc.status_code == 409:
+                    return self.client.networks.get(self.network_name)
+                raise
+
+    # -- build ---------------------------------------------------------------------------
+
+    def build(self, spec: VersionSpec, log: LogSink) -> None:
+        """Ensure wheels, the shared dependency image and this version's app image."""
+        base = resolve_base_image(spec.lock.python, self.base_image, self.client)
+        log(f"base image {base}")
+        self.wheelhouse.ensure(spec.lock, log)
+        deps = self._ensure_deps(spec.lock, base, log)
+        started = time.monotonic()
+        self._build_app(spec, deps)
+        log(f"built image {self.image_tag(spec)} in {time.monotonic() - started:.2f} s")
+
+    def _ensure_deps(self, lock: Lock, base: str, log: LogSink) -> str:
+        tag = self.deps_tag(lock)
+        if self._image(tag) is not None:
+            log(f"reusing dependency image {tag}")
+            return tag
+        locks = self.data_dir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with self._keyed(f"deps-{lock.hash}"), open(locks / f"deps-{lock.hash}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if self._image(tag) is not None:
+                log(f"reusing dependency image {tag}")
+                return tag
+            self._build_deps(lock, base, tag, log)
+        return tag
+
+    def _build_deps(self, lock: Lock, base: str, tag: str, log: LogSink) -> None:
+        wheels = self.wheelhouse.wheels(lock)
+        if wheels is None:
+            raise RuntimeError_(f"wheelhouse lost the wheels of lock {lock.hash}; build again")
+        pip = shlex.join(["/opt/venv/bin/pip", *install_command("/wheels", wheels)])
+        script = f"set -e; python3 -m venv /opt/venv; {pip}"
+        name = f"jd-{self.instance}-deps-{lock.hash}"
+        stale = self._container(name)
+        if stale is not None:
+            stale.remove(force=True)
+        started = time.monotonic()
+        log(f"building dependency image {tag} from {base} ({len(wheels)} wheels)")
+        # The wheelhouse is bind-mounted, so wheels are read but never land in a layer.
+        container = self.client.containers.create(
+            base, ["/bin/sh", "-c", script], name=name, network_disabled=True,
+            labels={_L_INSTANCE: self.instance, _L_ROLE: "deps-build"},
+            volumes={str(self.wheelhouse.root.resolve()): {"bind": "/wheels", "mode": "ro"}},
+        )
+        try:
+            container.start()
+            tail = _stream_logs(container, log)
+            code = container.wait().get("StatusCode", -1)
+            if code != 0:
+                raise RuntimeError_(f"installing the requirements into {tag} failed (exit {code}):\n" + "\n".join(tail))
+            repo, _, hash_ = tag.rpartition(":")
+            container.commit(repository=repo, tag=hash_, changes=[
+                f"ENV PATH={_PATH}",
+                # The builder's labels must not make a shared image look like one instance's.
+                f'LABEL {_L_INSTANCE}="" {_L_ROLE}=deps {LABEL}.lock={lock.hash} {LABEL}.python={lock.python}',
+                'CMD ["python3"]',
+            ])
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        log(f"built dependency image {tag} in {time.monotonic() - started:.1f} s")
+
+    def _build_app(self, spec: VersionSpec, deps: str) -> None:
+        """Commit runner + bundle on top of the deps image: one small layer, no Dockerfile round trip."""
+        tag = self.image_tag(spec)
+        old = self._image(tag)
+        data = _app_tar(spec.bundle_dir)
+        container = self.client.containers.create(
+            deps, ["true"], network_disabled=True, labels=self._labels(spec, role="app-build"),
+        )
+        try:
+            container.put_archive("/", data)
+            repo, _, version_tag = tag.rpartition(":")
+            cmd = ["/opt/venv/bin/python", "-m", "jupyter_deploy_runner", "--bundle", "/app/bundle",
+                   "--host", "0.0.0.0", "--port", str(RUNNER_PORT)]
+            container.commit(repository=repo, tag=version_tag, changes=[
+                f"USER {RUNNER_UID}",
+                "WORKDIR /app",
+                # HOME on the tmpfs: libraries that want a config dir must not hit the read-only root.
+                f"ENV PYTHONPATH=/app PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp PATH={_PATH}",
+                f"EXPOSE {RUNNER_PORT}",
+                f"LABEL {_L_ROLE}=app",
+                "CMD " + json.dumps(cmd),
+            ])
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        if old is not None:
+            new = self._image(tag)
+            if new is not None and new.id != old.id:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.images.remove(old.id)
+
+    # -- run -----------------------------------------------------------------------------
+
+    def start(self, spec: VersionSpec) -> Endpoint:
+        """Start (or reuse, or create) the version's container; return its IP and the runner port."""
+        name = self.container_name(spec)
+        tag = self.image_tag(spec)
+        with self._keyed(name):
+            image = self._image(tag)
+            if image is None:
+                raise RuntimeError_(f"image {tag} is missing: build {spec.service} version {spec.version} first")
+            container = self._container(name)
+            if container is not None and container.attrs.get("Image") != image.id:
+                # Rebuilt since the container was made: the old container runs stale code.
+                container.remove(force=True)
+                container = None
+            if container is None:
+                container = self._create(spec, name, tag)
+            self._stopping.discard(name)
+            self._crashed.discard(name)
+            if container.status == "paused":
+                container.unpause()
+            elif container.status in ("created", "exited", "dead"):
+                container.start()
+            return self._wait_endpoint(container)
+
+    def _create(self, spec: VersionSpec, name: str, tag: str) -> Any:
+        network = self._network()
+        return self.client.containers.create(
+            tag, name=name, labels=self._labels(spec), network=network.name, hostname=_safe(spec.service)[:63],
+            mem_limit=self.memory, memswap_limit=self.memory, nano_cpus=int(self.cpus * 1e9), pids_limit=256,
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": RESTART_RETRIES},
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True, user=str(RUNNER_UID),
+            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
+            # tini as PID 1 forwards SIGTERM, so `stop` does not wait out the kill timeout.
+            init=True,
+            log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+        )
+
+    def _ip(self, container: Any) -> str | None:
+        nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = (nets.get(self.network_name) or {}).get("IPAddress")
+        return ip or None
+
+    def _wait_endpoint(self, container: Any, timeout: float = 10.0) -> Endpoint:
+        deadline = time.monotonic() + timeout
+        while True:
+            container.reload()
+            ip = self._ip(container)
+            if ip:
+                return Endpoint(ip, RUNNER_PORT)
+            if time.monotonic() > deadline:
+                last = container.logs(tail=5).decode(errors="replace").strip()
+                raise RuntimeError_(
+                    f"container {container.name} did not come up (status {container.status})"
+                    + (f":\n{last}" if last else "")
+                )
+            time.sleep(0.1)
+
+    def stop(self, spec: VersionSpec) -> None:
+        """Stop the container; it stays, so ``start`` brings it back quickly."""
+        name = self.container_name(spec)
+        with self._keyed(name):
+            container = self._container(name)
+            if container is None:
+                return
+            self._stopping.add(name)
+            if container.status in ("running", "restarting", "paused"):
+                container.stop(timeout=5)
+
+    def remove(self, spec: VersionSpec, keep_image: bool = False) -> None:
+        """Delete the container and, unless ``keep_image``, the app image (never the shared deps image)."""
+        name = self.container_name(spec)
+        with self._keyed(name):
+            container = self._container(name)
+            if container is not None:
+                self._stopping.add(name)
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+            if not keep_image:
+                with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.NotFound):
+                    self.client.images.remove(self.image_tag(spec))
+
+    def state(self, spec: VersionSpec) -> str:
+        """running (also while Docker restarts it), exited, or missing."""
+        container = self._container(self.container_name(spec))
+        if container is None:
+            return "missing"
+        return "running" if container.status in ("running", "restarting") else "exited"
+
+    def endpoint(self, spec: VersionSpec) -> Endpoint | None:
+        """The container's address on the internal network while it runs."""
+        container = self._container(self.container_name(spec))
+        if container is None or container.status != "running":
+            return None
+        ip = self._ip(container)
+        return Endpoint(ip, RUNNER_PORT) if ip else None
+
+    def logs(self, spec: VersionSpec, tail: int = 200) -> str:
+        """The container's last ``tail`` log lines (stdout and stderr)."""
+        container = self._container(self.container_name(spec))
+        if container is None:
+            return ""
+        return container.logs(stdout=True, stderr=True, tail=tail).decode(errors="replace")
+
+    def managed(self) -> list[tuple[str, str]]:
+        """(service, version) of every container of this instance, running or not."""
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{_L_INSTANCE}={self.instance}", f"{_L_ROLE}=service"]}
+        )
+        return sorted((c.labels[_L_SERVICE], c.labels[_L_VERSION]) for c in found)
+
+    def container_for(self, spec: VersionSpec) -> Any:
+        """The docker-py container of a version, or None (for inspection)."""
+        return self._container(self.container_name(spec))
+
+    def purge(self) -> None:
+        """Remove every container, app image and the network of this instance (not shared deps images)."""
+        for container in self.client.containers.list(all=True, filters={"label": f"{_L_INSTANCE}={self.instance}"}):
+            self._stopping.add(container.name)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        for image in self.client.images.list(name=self.app_repo):
+            for ref in image.tags:
+                with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+                    self.client.images.remove(ref, force=True)
+        for net in self.client.networks.list(names=[self.network_name]):
+            if net.name == self.network_name:
+                with contextlib.suppress(docker.errors.NotFound):
+                    net.remove()
+
+    # -- crash events --------------------------------------------------------------------
+
+    def _watch_events(self) -> None:
+        # events() streams without a timeout on the shared client's connection pool.
+        self._events_stream = self.client.api.events(decode=True, filters={
+            "type": "container", "event": ["die", "start"],
+            "label": [f"{_L_INSTANCE}={self.instance}", f"{_L_ROLE}=service"],
+        })
+        self._events_thread = threading.Thread(target=self._pump_events, name=f"jd-docker-events-{self.instance}",
+                                               daemon=True)
+        self._events_thread.start()
+
+    def _pump_events(self) -> None:
+        assert self.on_event is not None
+        try:
+            for event in self._events_stream:
+                attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                name = attrs.get("name", "")
+                service, version = attrs.get(_L_SERVICE, ""), attrs.get(_L_VERSION, "")
+                action = event.get("Action") or event.get("status")
+                try:
+                    if action == "die" and name not in self._stopping:
+                        self._crashed.add(name)
+                        code = attrs.get("exitCode", "?")
+                        self.on_event(service, version, "crashed", f"runner exited with code {code}")
+                        container = self._container(name)
+                        if container is not None and container.attrs.get("RestartCount", 0) >= RESTART_RETRIES:
+                            self.on_event(service, version, "failed",
+                                          f"runner crashed {RESTART_RETRIES + 1} times; Docker stopped restarting it")
+                    elif action == "start" and name in self._crashed:
+                        self._crashed.discard(name)
+                        self.on_event(service, version, "restarted", "Docker restarted the runner")
+                except Exception:  # a failing callback must not end the watcher
+                    pass
+        except Exception:
+            if not self._closed:
+                raise
+
+    def close(self) -> None:
+        """Stop watching Docker events; containers keep running."""
+        self._closed = True
+        if self._events_stream is not None:
+            with contextlib.suppress(Exception):
+                self._events_stream.close()
+        if self._events_thread is not None:
+            self._events_thread.join(timeout=5)
+
+
+def _stream_logs(container: Any, log: LogSink) -> list[str]:
+    """Forward a container's output to ``log`` line by line; return the last lines."""
+    tail: list[str] = []
+    buf = b""
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace").rstrip("\r")
+            log(line)
+            tail = (tail + [line])[-15:]
+    if buf:
+        line = buf.decode(errors="replace")
+        log(line)
+        tail = (tail + [line])[-15:]
+    return tail
+
+
+def _app_tar(bundle_dir: Path) -> bytes:
+    """Tar of /app: the runner package and the bundle's two files, owned by root, world-readable."""
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="jd-app-") as tmp:
+        runner = stage_runner(Path(tmp))
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            def add(path: Path, arcname: str) -> None:
+                info = tar.gettarinfo(str(path), arcname)
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mode = 0o755 if info.isdir() else 0o644
+                if info.isfile():
+                    with open(path, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+
+            add(Path(tmp), "app")
+            add(runner, "app/jupyter_deploy_runner")
+            for path in sorted(runner.rglob("*")):
+                add(path, f"app/jupyter_deploy_runner/{path.relative_to(runner).as_posix()}")
+            add(Path(bundle_dir), "app/bundle")
+            for member in ("manifest.json", "payload.pkl"):
+                source = Path(bundle_dir) / member
+                if not source.is_file():
+                    raise RuntimeError_(f"bundle dir {bundle_dir} lacks {member}")
+                add(source, f"app/bundle/{member}")
+    return buf.getvalue()

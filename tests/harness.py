@@ -1,0 +1,143 @@
+"""Real managers for tests: a subprocess on a free port with its own data dir, cleaned up afterwards."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from jupyter_deploy.client import ManagerClient
+
+from .conftest import free_port
+
+CACHE_DIR = Path(os.environ.get("JUPYTER_DEPLOY_TEST_CACHE", "/tmp/jupyter-deploy-test-cache"))
+
+
+class ManagerProcess:
+    """A ``jupyter-deploy-manager`` subprocess."""
+
+    def __init__(self, workdir: Path, runtime: str = "process", extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.data_dir = self.workdir / "data"
+        self.runtime = runtime
+        self.password = secrets.token_urlsafe(12)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args or []
+        self.env = dict(os.environ, JUPYTER_DEPLOY_ADMIN_PASSWORD=self.password,
+                        JUPYTER_DEPLOY_CACHE_DIR=str(CACHE_DIR), PYTHONUNBUFFERED="1")
+        self.env.pop("JUPYTER_DEPLOY_TOKEN", None)
+        self.env.pop("JUPYTER_DEPLOY_URL", None)
+        if env:
+            self.env.update(env)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "manager.log"
+        self._token: str | None = None
+
+    def start(self, timeout: float = 60) -> "ManagerProcess":
+        """Start the manager and wait for its health check."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "jupyter_deploy_manager.app", "--host", "127.0.0.1", "--port", str(self.port),
+               "--runtime", self.runtime, "--data-dir", str(self.data_dir), *self.extra_args]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"manager exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/api/health", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"manager did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        """What the manager printed."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def token(self) -> str:
+        """An admin token, obtained by logging in once."""
+        if self._token is None:
+            resp = requests.post(f"{self.url}/api/login", json={"username": "admin", "password": self.password}, timeout=30)
+            resp.raise_for_status()
+            self._token = resp.json()["token"]
+        return self._token
+
+    def client(self, token: str | None = None) -> ManagerClient:
+        """An SDK client for this manager."""
+        return ManagerClient(self.url, token or self.token)
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        """Authorization headers."""
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    def stop(self) -> None:
+        """Stop the manager (its services keep running, as after a crash or an upgrade)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        """Stop the manager and everything it started: processes, containers, images, networks."""
+        self.stop()
+        kill_processes_under(self.data_dir)
+        instance_file = self.data_dir / "instance"
+        if instance_file.exists():
+            remove_docker_objects(instance_file.read_text().strip())
+
+
+def kill_processes_under(path: Path) -> None:
+    """Kill processes whose command line mentions ``path`` (service runners of a process runtime)."""
+    needle = str(path).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def remove_docker_objects(instance: str) -> None:
+    """Remove containers, app images and networks labelled with a manager instance."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception:  # noqa: BLE001 - no engine, nothing to clean
+        return
+    label = f"io.jupyter-deploy.instance={instance}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for image in client.images.list(filters={"label": label}):
+        try:
+            client.images.remove(image.id, force=True)
+        except Exception:  # noqa: BLE001
+            pass
+    for network in client.networks.list(filters={"label": label}):
+        try:
+            network.remove()
+        except Exception:  # noqa: BLE001
+            pass
+    client.close()
