@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 PAYLOAD = "payload.pkl"
 MEMBERS = (MANIFEST, PAYLOAD)
+
+SERVICE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
+"""Service names become container and URL parts: lowercase letters, digits, dashes."""
+VERSION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,30}[A-Za-z0-9])?$")
+"""Versions: letters, digits, '.', '_' and '-'."""
 
 Source = Union[bytes, str, os.PathLike]
 

@@ -11,6 +11,7 @@ import json
 import keyword
 import math
 import os
+import pickle
 import platform
 import re
 import site
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Union
 
 import cloudpickle
 
-from .bundle import Bundle, pack
+from .bundle import SERVICE_NAME_RE, VERSION_RE, Bundle, pack
 from .errors import CaptureError
 from .requirements import infer_requirements, is_stdlib, packages_distributions, top_level
 
@@ -33,7 +34,9 @@ SAMPLE_ROWS = 5
 _NEVER_BY_VALUE = frozenset({"jupyter_deploy", "jupyter_deploy_manager", "jupyter_deploy_runner"})
 _NOT_MODULES = frozenset({"__main__", "__mp_main__", "builtins", "__builtin__"})
 
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# The manager's rules, checked here too so a bad name fails before anything is pickled or uploaded.
+_SERVICE_NAME = SERVICE_NAME_RE
+_VERSION = VERSION_RE
 
 Functions = Union[Callable[..., Any], Iterable[Callable[..., Any]], Mapping[str, Callable[..., Any]]]
 
@@ -49,11 +52,15 @@ def capture(
     """Validate ``functions``, pickle them with what they reach, and pack a bundle."""
     if not isinstance(name, str) or not _SERVICE_NAME.match(name):
         raise CaptureError(
-            f"service name {name!r} is invalid: use letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit, at most 63 characters"
+            f"service name {name!r} is invalid: use lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 48 characters"
         )
-    if version is not None and (not isinstance(version, (str, int)) or isinstance(version, bool) or str(version) == ""):
-        raise CaptureError(f"version {version!r} must be a non-empty string or None")
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, (str, int)) or not _VERSION.match(str(version)):
+            raise CaptureError(
+                f"version {version!r} is invalid: use letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit, at most 32 characters"
+            )
     if isinstance(requirements, str):
         requirements = [requirements]
 
@@ -542,6 +549,17 @@ def is_local_module(top: str) -> bool:
     return not real.startswith(_installed_roots())
 
 
+class _ShellReached(pickle.PicklingError):
+    """The pickled graph reached the IPython shell, which no service has."""
+
+
+def _is_ipython_shell(obj: Any) -> bool:
+    # Only look if IPython is loaded: a shell object cannot exist otherwise.
+    module = sys.modules.get("IPython.core.interactiveshell")
+    shell_class = getattr(module, "InteractiveShell", None) if module is not None else None
+    return isinstance(shell_class, type) and isinstance(obj, shell_class)
+
+
 class TracingPickler(cloudpickle.Pickler):
     """A cloudpickle pickler that records the module of every object it meets.
 
@@ -563,6 +581,8 @@ class TracingPickler(cloudpickle.Pickler):
         name = self._entrypoints.get(id(obj))
         if name is not None:
             self.current = name
+        if _is_ipython_shell(obj):
+            raise _ShellReached()
         self._record(type(obj).__module__)
         if isinstance(obj, types.ModuleType):
             self._record(obj.__name__)
@@ -597,6 +617,13 @@ def dump_payload(named: Mapping[str, Callable[..., Any]]) -> tuple[bytes, set[st
     pickler = TracingPickler(buffer, named)
     try:
         pickler.dump({"entrypoints": dict(named)})
+    except _ShellReached as exc:
+        where = f"entrypoint {pickler.current!r}" if pickler.current else "the entrypoints"
+        raise CaptureError(
+            f"cannot capture {where}: it reaches the IPython shell (get_ipython(), a magic, or In/Out), "
+            "which does not exist in a deployed service; keep notebook-only calls out of deployed functions",
+            detail={"entrypoint": pickler.current},
+        ) from exc
     except Exception as exc:
         where = f"entrypoint {pickler.current!r}" if pickler.current else "the entrypoints"
         raise CaptureError(

@@ -23,8 +23,8 @@ from .store import Store, VersionRecord
 
 log = logging.getLogger("jupyter_deploy_manager")
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,30}[A-Za-z0-9])?$")
+NAME_RE = bundle_format.SERVICE_NAME_RE
+VERSION_RE = bundle_format.VERSION_RE
 SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 

@@ -539,17 +539,29 @@ def test_unpicklable_global_names_function_and_object() -> None:
         capture([ns["guarded"]], name="bad")
 
 
-@pytest.mark.parametrize("name", ["", "bad name", "a/b", "-x", 3, "x" * 80])
+@pytest.mark.parametrize("name", ["", "bad name", "a/b", "-x", "x-", "Iris", "under_score", 3, "x" * 49])
 def test_bad_service_name(name: Any) -> None:
     with pytest.raises(CaptureError, match="service name"):
         capture([_bad_namespace()["predict"]], name=name)
+
+
+@pytest.mark.parametrize("version", ["", "1 0", "-1", "v" * 33, True, 1.5])
+def test_bad_version(version: Any) -> None:
+    with pytest.raises(CaptureError, match="version"):
+        capture([_bad_namespace()["predict"]], name="ok", version=version)
+
+
+def test_good_names_and_versions() -> None:
+    fn = _bad_namespace()["predict"]
+    assert capture([fn], name="iris-2", version="1.0.3").manifest["version"] == "1.0.3"
+    assert capture([fn], name="x" * 48, version=4).manifest["version"] == "4"
 
 
 def test_bad_requirement_and_sample() -> None:
     fn = _bad_namespace()["predict"]
     with pytest.raises(CaptureError, match="not a valid PEP 508"):
         capture([fn], name="req", requirements=["numpy=="])
-    with pytest.raises(CaptureError, match="sample of type Lock"):
+    with pytest.raises(CaptureError, match="sample of type lock"):
         capture([fn], name="sample", sample=threading.Lock())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import json
 import os
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def test_packages_distributions_is_cached() -> None:
 
 @pytest.mark.skipif(not installed("ipython"), reason="IPython not installed")
 def test_capture_inside_an_ipython_shell(tmp_path: Path) -> None:
-    """Functions defined in a real IPython shell that reference IPython objects."""
+    """Functions defined in a real IPython shell: IPython objects are not requirements, the shell is refused."""
     cell = textwrap.dedent(
         """
         import numpy as np
@@ -153,6 +154,14 @@ def test_capture_inside_an_ipython_shell(tmp_path: Path) -> None:
             return float(np.dot(WEIGHTS, values))
 
         bundle = capture([weigh], name="shell")
+
+        def notebook_only(x):
+            return get_ipython().user_ns[x]
+
+        try:
+            capture([notebook_only], name="shell")
+        except Exception as exc:
+            shell_error = f"{type(exc).__name__}: {exc}"
         """
     )
     script = textwrap.dedent(
@@ -162,16 +171,16 @@ def test_capture_inside_an_ipython_shell(tmp_path: Path) -> None:
         shell = InteractiveShell.instance()
         result = shell.run_cell({cell!r})
         result.raise_error()
-        print(json.dumps(shell.user_ns["bundle"].manifest))
+        print(json.dumps({{"manifest": shell.user_ns["bundle"].manifest, "error": shell.user_ns["shell_error"]}}))
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    import json
-
-    manifest = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    manifest = out["manifest"]
     found = names(manifest["requirements"])
     assert pin("numpy") in manifest["requirements"]
     assert not found & {"ipython", "ipykernel", "traitlets", "jupyter-deploy", "jupyter_deploy"}
     assert manifest["entrypoints"][0]["signature"] == "(values: list, show: bool = False) -> float"
+    assert out["error"].startswith("CaptureError: cannot capture entrypoint 'notebook_only': it reaches the IPython shell")

@@ -1,0 +1,500 @@
+"""Process runtime: a venv per lock and one local runner process per version, restarted on crashes."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..builder import RUNNER_PACKAGE, Wheelhouse, install_command, stage_runner
+from .base import Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec, host_python
+
+EventSink = Callable[[str, str, str, str], None]
+"""on_event(service, version, event, message); events: crashed, restarted, failed."""
+
+HOST = "127.0.0.1"
+"""Runners listen on loopback only: the manager's proxy is the one way in."""
+
+MAX_QUICK_CRASHES = 5
+"""Crashes within QUICK_CRASH_WINDOW seconds of each other after which the monitor gives up."""
+
+QUICK_CRASH_WINDOW = 60.0
+"""A process that ran longer than this before dying resets the crash count."""
+
+LOG_ROTATE_BYTES = 10 * 2**20
+"""service.log is moved to service.log.1 at a (re)start once it is this big."""
+
+# Variables passed to runners; everything else (PYTHONPATH, VIRTUAL_ENV, tokens) stays with the manager.
+_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+
+
+def find_python(version: str) -> str:
+    """Path of an interpreter for Python X.Y: the manager's own, else ``pythonX.Y`` on PATH."""
+    if version == host_python():
+        return sys.executable
+    exe = shutil.which(f"python{version}")
+    if exe:
+        # PATH may hold shims (pyenv) that exist but refuse to run; ask the interpreter itself.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=20)
+            if out.returncode == 0 and out.stdout.strip() == version:
+                return exe
+    raise RuntimeError_(
+        f"this version needs Python {version} but the manager runs {host_python()} and no working "
+        f"python{version} is on its PATH; install python{version} (with venv) or use the docker runtime"
+    )
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _tail(path: Path, lines: int) -> str:
+    """Last ``lines`` lines of a file, read from its end."""
+    if lines <= 0:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            pos = fh.tell()
+            data = b""
+            while pos > 0 and data.count(b"\n") <= lines:
+                step = min(65536, pos)
+                pos -= step
+                fh.seek(pos)
+                data = fh.read(step) + data
+    except OSError:
+        return ""
+    text = data.decode(errors="replace")
+    parts = text.splitlines(keepends=True)
+    return "".join(parts[-lines:])
+
+
+@dataclass
+class _Proc:
+    """One version's runner process as the monitor sees it."""
+
+    service: str
+    version: str
+    key: str
+    stage: Path
+    python: str
+    port: int = 0
+    pid: int = 0
+    popen: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    wanted: bool = True
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+
+
+class ProcessRuntime(Runtime):
+    """Runs each version as a local process on 127.0.0.1 from a venv shared per lock."""
+
+    name = "process"
+
+    def __init__(self, data_dir: Path, instance: str, on_event: EventSink | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.instance = instance
+        self.on_event = on_event
+        self.wheelhouse = Wheelhouse(self.data_dir / "wheelhouse")
+        self.venvs = self.data_dir / "venvs"
+        self.versions = self.data_dir / "versions"
+        self._procs: dict[str, _Proc] = {}
+        self._table = threading.RLock()
+        self._keyed_locks: dict[str, threading.Lock] = {}
+        self._closing = threading.Event()
+        self._adopt_all()
+        self._monitor = threading.Thread(target=self._watch, name=f"jd-process-monitor-{instance}", daemon=True)
+        self._monitor.start()
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def stage_dir(self, spec: VersionSpec) -> Path:
+        """Where a version's bundle, runner copy, state and log live."""
+        return self.versions / spec.key
+
+    def venv_dir(self, lock: Lock) -> Path:
+        """The venv shared by every version with this lock."""
+        return self.venvs / lock.hash
+
+    @contextlib.contextmanager
+    def _keyed(self, key: str) -> Iterator[None]:
+        with self._table:
+            lock = self._keyed_locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    # -- build ---------------------------------------------------------------------------
+
+    def build(self, spec: VersionSpec, log: LogSink) -> None:
+        """Ensure wheels, the lock's venv and the version's stage directory."""
+        interpreter = find_python(spec.lock.python)
+        self.wheelhouse.ensure(spec.lock, log)
+        self._ensure_venv(spec.lock, interpreter, log)
+        self._stage(spec)
+        log(f"staged {spec.service} {spec.version} in {self.stage_dir(spec)}")
+
+    def _ensure_venv(self, lock: Lock, interpreter: str, log: LogSink) -> Path:
+        venv = self.venv_dir(lock)
+        if (venv / ".complete").exists():
+            log(f"reusing venv {venv}")
+            return venv
+        self.venvs.mkdir(parents=True, exist_ok=True)
+        with self._keyed(f"venv-{lock.hash}"), open(self.venvs / f".{lock.hash}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if (venv / ".complete").exists():
+                log(f"reusing venv {venv}")
+                return venv
+            wheels = self.wheelhouse.wheels(lock)
+            if wheels is None:
+                raise RuntimeError_(f"wheelhouse lost the wheels of lock {lock.hash}; build again")
+            started = time.monotonic()
+            tmp = self.venvs / f".tmp-{lock.hash}-{uuid.uuid4().hex[:8]}"
+            log(f"creating venv for lock {lock.hash} with {interpreter}")
+            try:
+                self._run([interpreter, "-m", "venv", str(tmp)], log, "creating the venv")
+                pip = [str(tmp / "bin" / "python"), "-m", "pip",
+                       *install_command(str(self.wheelhouse.root.resolve()), wheels)]
+                self._run(pip, log, "installing the requirements")
+                (tmp / ".complete").write_text(json.dumps({"python": lock.python, "wheels": wheels}))
+                if venv.exists():
+                    # An interrupted build left a directory without the marker.
+                    shutil.rmtree(venv)
+                # Scripts in bin/ keep the temp path in their shebang; runners use `python -m`.
+                os.rename(tmp, venv)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            log(f"created venv {venv} in {time.monotonic() - started:.1f} s")
+        return venv
+
+    @staticmethod
+    def _run(cmd: list[str], log: LogSink, what: str) -> None:
+        # The host's pip.conf (index URLs, user installs) must not steer an offline venv install.
+        env = dict(_clean_env(), PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, errors="replace", env=env)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            tail = (tail + [line])[-15:]
+        if proc.wait() != 0:
+            raise RuntimeError_(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+    def _stage(self, spec: VersionSpec) -> Path:
+        stage = self.stage_dir(spec)
+        bundle = stage / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        for member in ("manifest.json", "payload.pkl"):
+            source = Path(spec.bundle_dir) / member
+            if not source.is_file():
+                raise RuntimeError_(f"bundle dir {spec.bundle_dir} lacks {member}")
+            shutil.copyfile(source, bundle / member)
+        stage_runner(stage)
+        (stage / "spec.json").write_text(json.dumps({
+            "service": spec.service, "version": spec.version, "key": spec.key, "lock": spec.lock.hash,
+            "python": spec.lock.python,
+        }))
+        return stage
+
+    # -- state file ----------------------------------------------------------------------
+
+    def _write_state(self, proc: _Proc, status: str) -> None:
+        state = {"service": proc.service, "version": proc.version, "key": proc.key, "pid": proc.pid,
+                 "port": proc.port, "python": proc.python, "status": status, "instance": self.instance,
+                 "time": time.time()}
+        path = proc.stage / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def _read_state(self, stage: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads((stage / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _alive(self, proc: _Proc) -> bool:
+        if proc.pid <= 0:
+            return False
+        if proc.popen is not None:
+            return proc.popen.poll() is None
+        # Not our child (adopted after a manager restart): make sure the pid was not reused.
+        try:
+            os.kill(proc.pid, 0)
+        except OSError:
+            return False
+        return not _is_zombie(proc.pid) and str(proc.stage / "bundle") in _cmdline(proc.pid)
+
+    def _adopt(self, stage: Path) -> _Proc | None:
+        """A still-running process recorded in ``stage``'s state file, now watched by this runtime."""
+        state = self._read_state(stage)
+        if not state or state.get("status") != "running":
+            return None
+        proc = _Proc(service=state["service"], version=state["version"], key=state["key"], stage=stage,
+                     python=state["python"], port=int(state["port"]), pid=int(state["pid"]), started=time.time())
+        if not self._alive(proc):
+            return None
+        with self._table:
+            self._procs[proc.key] = proc
+        return proc
+
+    def _adopt_all(self) -> None:
+        if not self.versions.is_dir():
+            return
+        for stage in sorted(self.versions.iterdir()):
+            if stage.is_dir():
+                self._adopt(stage)
+
+    # -- run -----------------------------------------------------------------------------
+
+    def _spawn(self, proc: _Proc) -> None:
+        if not proc.port or not _port_free(proc.port):
+            proc.port = _free_port()
+        log_path = proc.stage / "service.log"
+        with contextlib.suppress(OSError):
+            if log_path.stat().st_size > LOG_ROTATE_BYTES:
+                os.replace(log_path, log_path.with_suffix(".log.1"))
+        cmd = [proc.python, "-m", RUNNER_PACKAGE, "--bundle", str(proc.stage / "bundle"),
+               "--host", HOST, "--port", str(proc.port)]
+        env = dict(_clean_env(), PYTHONPATH=str(proc.stage), PYTHONUNBUFFERED="1",
+                   JUPYTER_DEPLOY_INSTANCE=self.instance)
+        with open(log_path, "ab") as fh:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            fh.write(f"--- {stamp} starting {proc.service} {proc.version} on {HOST}:{proc.port}\n".encode())
+            fh.flush()
+            # A new session: the runner outlives a manager restart and stop() can signal its group.
+            proc.popen = subprocess.Popen(cmd, cwd=proc.stage, env=env, stdin=subprocess.DEVNULL, stdout=fh,
+                                          stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        proc.pid = proc.popen.pid
+        proc.started = time.time()
+        proc.restart_at = None
+        self._write_state(proc, "running")
+
+    def start(self, spec: VersionSpec) -> Endpoint:
+        """Start the version's process, or adopt/return the one already running."""
+        stage = self.stage_dir(spec)
+        # The table lock is held throughout so the monitor cannot restart an old record meanwhile.
+        with self._keyed(spec.key), self._table:
+            proc = self._procs.get(spec.key) or self._adopt(stage)
+            if proc is not None and proc.wanted and self._alive(proc):
+                return Endpoint(HOST, proc.port)
+            venv = self.venv_dir(spec.lock)
+            if not (venv / ".complete").exists():
+                raise RuntimeError_(f"no venv for {spec.service} version {spec.version}: build it first")
+            if not (stage / "bundle" / "payload.pkl").is_file() or not (stage / RUNNER_PACKAGE).is_dir():
+                self._stage(spec)
+            old = self._read_state(stage) or {}
+            fresh = _Proc(service=spec.service, version=spec.version, key=spec.key, stage=stage,
+                          python=str(venv / "bin" / "python"), port=int(old.get("port") or 0))
+            self._spawn(fresh)
+            self._procs[spec.key] = fresh
+            return Endpoint(HOST, fresh.port)
+
+    def _terminate(self, proc: _Proc, timeout: float = 10.0) -> None:
+        """SIGTERM the runner's process group, SIGKILL it if it lingers."""
+        if not self._alive(proc):
+            if proc.popen is not None:
+                proc.popen.poll()
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, sig)
+                else:
+                    os.kill(proc.pid, sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if not self._alive(proc):
+                    return
+                time.sleep(0.05)
+
+    def _take(self, spec: VersionSpec) -> _Proc | None:
+        """The version's process record, marked unwanted so the monitor leaves it alone."""
+        with self._table:
+            proc = self._procs.get(spec.key)
+        if proc is None:
+            proc = self._adopt(self.stage_dir(spec))
+        if proc is not None:
+            with self._table:
+                proc.wanted = False
+                proc.restart_at = None
+        return proc
+
+    def stop(self, spec: VersionSpec) -> None:
+        """Stop the version's process; its venv and stage stay for ``start``."""
+        with self._keyed(spec.key):
+            proc = self._take(spec)
+            if proc is None:
+                return
+            self._terminate(proc)
+            self._write_state(proc, "stopped")
+
+    def remove(self, spec: VersionSpec, keep_image: bool = False) -> None:
+        """Stop the process and delete its state (and, unless ``keep_image``, its stage); venvs are shared."""
+        with self._keyed(spec.key):
+            proc = self._take(spec)
+            if proc is not None:
+                self._terminate(proc)
+            with self._table:
+                self._procs.pop(spec.key, None)
+            stage = self.stage_dir(spec)
+            if keep_image:
+                (stage / "state.json").unlink(missing_ok=True)
+            else:
+                shutil.rmtree(stage, ignore_errors=True)
+
+    def state(self, spec: VersionSpec) -> str:
+        """running, exited (started before, not running now) or missing (never started / removed)."""
+        with self._table:
+            proc = self._procs.get(spec.key)
+        if proc is not None and self._alive(proc):
+            return "running"
+        stage = self.stage_dir(spec)
+        if self._read_state(stage) is None:
+            return "missing"
+        if proc is None and self._adopt(stage) is not None:
+            return "running"
+        return "exited"
+
+    def endpoint(self, spec: VersionSpec) -> Endpoint | None:
+        """127.0.0.1 and the runner's port while it runs."""
+        with self._table:
+            proc = self._procs.get(spec.key)
+        if proc is None or not self._alive(proc):
+            return None
+        return Endpoint(HOST, proc.port)
+
+    def pid(self, spec: VersionSpec) -> int | None:
+        """The runner's pid while it runs (for inspection and tests)."""
+        with self._table:
+            proc = self._procs.get(spec.key)
+        return proc.pid if proc is not None and self._alive(proc) else None
+
+    def logs(self, spec: VersionSpec, tail: int = 200) -> str:
+        """The last ``tail`` lines of the version's service.log."""
+        return _tail(self.stage_dir(spec) / "service.log", tail)
+
+    def managed(self) -> list[tuple[str, str]]:
+        """(service, version) of every version started and not removed, running or not."""
+        out = []
+        if self.versions.is_dir():
+            for stage in self.versions.iterdir():
+                state = self._read_state(stage)
+                if state:
+                    out.append((state["service"], state["version"]))
+        return sorted(out)
+
+    # -- monitor -------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._closing.wait(0.2):
+            events: list[tuple[str, str, str, str]] = []
+            with self._table:
+                for proc in list(self._procs.values()):
+                    if not proc.wanted:
+                        continue
+                    try:
+                        self._check(proc, events)
+                    except Exception as exc:  # the monitor must survive anything one process does
+                        events.append((proc.service, proc.version, "crashed", f"monitor error: {exc}"))
+            for event in events:
+                if self.on_event is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_event(*event)
+
+    def _check(self, proc: _Proc, events: list[tuple[str, str, str, str]]) -> None:
+        now = time.time()
+        if proc.restart_at is not None:
+            if now >= proc.restart_at:
+                self._spawn(proc)
+                events.append((proc.service, proc.version, "restarted", f"pid {proc.pid} on {HOST}:{proc.port}"))
+            return
+        if self._alive(proc):
+            return
+        code = proc.popen.returncode if proc.popen is not None else None
+        if now - proc.started > QUICK_CRASH_WINDOW:
+            proc.crashes.clear()
+        proc.crashes.append(now)
+        last = _tail(proc.stage / "service.log", 1).strip()
+        why = f"runner exited with code {code}" if code is not None else "runner process disappeared"
+        if last:
+            why += f": {last}"
+        if len(proc.crashes) >= MAX_QUICK_CRASHES:
+            proc.wanted = False
+            self._write_state(proc, "failed")
+            events.append((proc.service, proc.version, "crashed", why))
+            events.append((proc.service, proc.version, "failed",
+                           f"gave up after {len(proc.crashes)} crashes in a row; last: {why}"))
+            return
+        delay = 0.25 * 2 ** (len(proc.crashes) - 1)
+        proc.restart_at = now + delay
+        events.append((proc.service, proc.version, "crashed", f"{why}; restarting in {delay:.2f} s"))
+
+    def close(self) -> None:
+        """Stop the monitor; runner processes keep running and are adopted by the next runtime."""
+        self._closing.set()
+        if self._monitor.is_alive() and threading.current_thread() is not self._monitor:
+            self._monitor.join(timeout=5)
+
+    def shutdown_all(self) -> None:
+        """Kill every runner process of this data dir (tests, uninstall)."""
+        with self._table:
+            if self.versions.is_dir():
+                for stage in self.versions.iterdir():
+                    state = self._read_state(stage)
+                    if state and state.get("key") not in self._procs:
+                        self._adopt(stage)
+            procs = list(self._procs.values())
+            for proc in procs:
+                proc.wanted = False
+                proc.restart_at = None
+        for proc in procs:
+            self._terminate(proc, timeout=5)
+            if (proc.stage / "state.json").exists():
+                self._write_state(proc, "stopped")
