@@ -102,6 +102,10 @@ class ManagerApp(Application):
         help="Where services run: docker, process (a venv per lock), or auto (docker when an engine answers).",
     ).tag(config=True)
     data_dir = Unicode(help="Directory for the database, bundles, wheelhouse and venvs.").tag(config=True)
+    cache_dir = Unicode(
+        help="Directory for the wheelhouse and venvs, keyed by content and shareable between managers "
+        "(default: the data dir)."
+    ).tag(config=True)
     base_image = Unicode(
         "", help="Base image for service containers (default python:X.Y-slim, else a locally built one)."
     ).tag(config=True)
@@ -116,6 +120,7 @@ class ManagerApp(Application):
         "port": "ManagerApp.port",
         "runtime": "ManagerApp.runtime",
         "data-dir": "ManagerApp.data_dir",
+        "cache-dir": "ManagerApp.cache_dir",
         "base-image": "ManagerApp.base_image",
         "log-level": "Application.log_level",
     }
@@ -123,6 +128,10 @@ class ManagerApp(Application):
     @default("data_dir")
     def _data_dir_default(self) -> str:
         return os.environ.get("JUPYTER_DEPLOY_DATA_DIR") or str(Path.home() / ".local" / "share" / "jupyter-deploy")
+
+    @default("cache_dir")
+    def _cache_dir_default(self) -> str:
+        return os.environ.get("JUPYTER_DEPLOY_CACHE_DIR", "")
 
     @default("base_image")
     def _base_image_default(self) -> str:
@@ -141,6 +150,7 @@ class ManagerApp(Application):
 
     def make_runtime(self, data_dir: Path, instance: str, on_event: Any) -> Runtime:
         """Pick and construct the runtime."""
+        cache_dir = Path(self.cache_dir).expanduser().resolve() if self.cache_dir else data_dir
         choice = self.runtime
         if choice == "auto":
             choice = "docker" if docker_answers() else "process"
@@ -156,10 +166,11 @@ class ManagerApp(Application):
                 memory=self.memory_limit,
                 cpus=self.cpu_limit,
                 on_event=on_event,
+                cache_dir=cache_dir,
             )
         from .runtimes.process import ProcessRuntime
 
-        return ProcessRuntime(data_dir, instance, on_event=on_event)
+        return ProcessRuntime(data_dir, instance, on_event=on_event, cache_dir=cache_dir)
 
     def start(self) -> None:
         """Start serving until SIGINT/SIGTERM."""

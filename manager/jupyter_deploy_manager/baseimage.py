@@ -28,10 +28,11 @@ PULL_TIMEOUT = 30
 """Seconds to wait for a registry before giving up on ``python:X.Y-slim``."""
 
 # Shipped by packages but useless in a service image; removing them saves ~40 MB.
+# File-level globs: the directories themselves stay, as apt and dpkg expect them.
 _PRUNE = (
-    "var/cache/apt/archives", "var/cache/apt/*.bin", "var/lib/apt/lists", "usr/share/doc",
-    "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian", "var/log",
-    "var/cache/debconf/*-old",
+    "var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_*", "usr/share/doc/*",
+    "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*", "usr/share/lintian/*", "var/log/*.log",
+    "var/log/apt/*", "var/cache/debconf/*-old",
 )
 
 
@@ -90,12 +91,7 @@ def _prune(rootfs: Path) -> None:
     for pattern in _PRUNE:
         for path in rootfs.glob(pattern):
             if path.is_dir() and not path.is_symlink():
-                # Keep the directory itself: apt and dpkg expect it to exist.
-                for child in path.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child, ignore_errors=True)
-                    else:
-                        child.unlink(missing_ok=True)
+                shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
 

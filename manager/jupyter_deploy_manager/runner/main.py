@@ -25,6 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=int(os.environ.get("JUPYTER_DEPLOY_RUNNER_THREADS", "4")),
         help="worker threads calling the entrypoints; 0 calls them on the IO loop (default 4)",
     )
+    parser.add_argument(
+        "--inline-below", type=float, default=10.0, metavar="MS",
+        help="run calls an entrypoint usually finishes within MS milliseconds on the IO loop, "
+             "the rest in the worker threads; 0 always uses the threads (default 10)",
+    )
     parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests after SIGTERM")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
     return parser.parse_args(argv)
@@ -59,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     version = manifest.get("version")
     print(f"serving {manifest['name']} {'-' if version is None else version} "
           f"entrypoints: {', '.join(entrypoints)}", flush=True)
-    service = Service(manifest, entrypoints, threads=max(0, args.threads), access_log=args.access_log)
+    service = Service(manifest, entrypoints, threads=max(0, args.threads), access_log=args.access_log,
+                      inline_below=args.inline_below / 1000.0)
     try:
         asyncio.run(serve(service, args.host, args.port, grace=args.grace))
     except OSError as exc:

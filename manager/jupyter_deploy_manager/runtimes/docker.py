@@ -57,7 +57,8 @@ class DockerRuntime(Runtime):
     name = "docker"
 
     def __init__(self, data_dir: Path, instance: str, base_image: str | None = None, memory: str = "512m",
-                 cpus: float = 1.0, on_event: EventSink | None = None, client: Any = None) -> None:
+                 cpus: float = 1.0, on_event: EventSink | None = None, client: Any = None,
+                 cache_dir: Path | None = None) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", instance):
             raise ValueError(f"instance {instance!r} must be 1-40 chars of a-z, 0-9, '_' or '-'")
         self.data_dir = Path(data_dir)
@@ -67,7 +68,9 @@ class DockerRuntime(Runtime):
         self.cpus = cpus
         self.on_event = on_event
         self.client = client if client is not None else docker.from_env(timeout=300)
-        self.wheelhouse = Wheelhouse(self.data_dir / "wheelhouse")
+        # Wheels are keyed by content, so several managers may share them.
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir
+        self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse")
         self.network_name = f"jd-{instance}"
         self.app_repo = f"jupyter-deploy/app-{instance}"
         self._locks: dict[str, threading.Lock] = {}
@@ -162,7 +165,7 @@ class DockerRuntime(Runtime):
         if self._image(tag) is not None:
             log(f"reusing dependency image {tag}")
             return tag
-        locks = self.data_dir / "locks"
+        locks = self.cache_dir / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with self._keyed(f"deps-{lock.hash}"), open(locks / f"deps-{lock.hash}.lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -322,11 +325,13 @@ class DockerRuntime(Runtime):
                     self.client.images.remove(self.image_tag(spec))
 
     def state(self, spec: VersionSpec) -> str:
-        """running (also while Docker restarts it), exited, or missing."""
+        """running, exited (also while Docker waits to restart a crashed runner), or missing."""
         container = self._container(self.container_name(spec))
         if container is None:
             return "missing"
-        return "running" if container.status in ("running", "restarting") else "exited"
+        # "restarting" is a runner that just died: reporting it as running would make a
+        # deploy wait out its health timeout instead of showing the runner's error.
+        return "running" if container.status == "running" else "exited"
 
     def endpoint(self, spec: VersionSpec) -> Endpoint | None:
         """The container's address on the internal network while it runs."""
@@ -403,9 +408,8 @@ class DockerRuntime(Runtime):
                         self.on_event(service, version, "restarted", "Docker restarted the runner")
                 except Exception:  # a failing callback must not end the watcher
                     pass
-        except Exception:
-            if not self._closed:
-                raise
+        except Exception:  # stream closed by close(), or the engine went away: crash reports stop
+            pass
 
     def close(self) -> None:
         """Stop watching Docker events; containers keep running."""

@@ -33,6 +33,9 @@ MAX_QUICK_CRASHES = 5
 QUICK_CRASH_WINDOW = 60.0
 """A process that ran longer than this before dying resets the crash count."""
 
+PERMANENT_EXITS = {3: "the bundle cannot run here", 4: "the payload cannot be loaded"}
+"""Runner exit statuses that restarting cannot fix (see the runner's EXIT_REFUSED / EXIT_LOAD_FAILED)."""
+
 LOG_ROTATE_BYTES = 10 * 2**20
 """service.log is moved to service.log.1 at a (re)start once it is this big."""
 
@@ -70,6 +73,8 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # Like the runner (tornado) does: connections of the dead process in TIME_WAIT do not block it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -136,12 +141,15 @@ class ProcessRuntime(Runtime):
 
     name = "process"
 
-    def __init__(self, data_dir: Path, instance: str, on_event: EventSink | None = None) -> None:
+    def __init__(self, data_dir: Path, instance: str, on_event: EventSink | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.instance = instance
         self.on_event = on_event
-        self.wheelhouse = Wheelhouse(self.data_dir / "wheelhouse")
-        self.venvs = self.data_dir / "venvs"
+        # Wheels and venvs are keyed by content, so several managers may share them.
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir
+        self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse")
+        self.venvs = self.cache_dir / "venvs"
         self.versions = self.data_dir / "versions"
         self._procs: dict[str, _Proc] = {}
         self._table = threading.RLock()
@@ -465,12 +473,13 @@ class ProcessRuntime(Runtime):
         why = f"runner exited with code {code}" if code is not None else "runner process disappeared"
         if last:
             why += f": {last}"
-        if len(proc.crashes) >= MAX_QUICK_CRASHES:
+        if code in PERMANENT_EXITS or len(proc.crashes) >= MAX_QUICK_CRASHES:
             proc.wanted = False
             self._write_state(proc, "failed")
             events.append((proc.service, proc.version, "crashed", why))
-            events.append((proc.service, proc.version, "failed",
-                           f"gave up after {len(proc.crashes)} crashes in a row; last: {why}"))
+            reason = (f"not restarting: {PERMANENT_EXITS[code]}" if code in PERMANENT_EXITS
+                      else f"gave up after {len(proc.crashes)} crashes in a row")
+            events.append((proc.service, proc.version, "failed", f"{reason}; last: {why}"))
             return
         delay = 0.25 * 2 ** (len(proc.crashes) - 1)
         proc.restart_at = now + delay
