@@ -84,7 +84,7 @@ class Deployment:
         return (
             f"Deployment({self.name} {self.version}: {self.status})\n"
             f"  endpoint: {self.endpoint()}\n  entrypoints: {eps}\n  token: {self.token}\n"
-            f"  docs: {self.docs_url}\n\n{self.curl()}"
+            f"\n{self.curl()}"
         )
 
     def _repr_html_(self) -> str:
@@ -104,7 +104,6 @@ class Deployment:
   <div>Token (invoke {esc(self.name)} only):
     <input class="jupyter-deploy-token" readonly value="{esc(self.token)}" size="52" onclick="this.select()" style="font-family:monospace"/>
     <button onclick="navigator.clipboard && navigator.clipboard.writeText('{esc(self.token)}')">copy</button></div>
-  <div style="margin-top:4px">Docs: <a href="{esc(self.docs_url)}" target="_blank">{esc(self.docs_url)}</a></div>
   <details style="margin-top:6px" open><summary>curl</summary><pre style="background:#f6f8fa;padding:6px">{esc(self.curl())}</pre></details>
   <details><summary>Python</summary><pre style="background:#f6f8fa;padding:6px">{esc(self.python())}</pre></details>
   <div style="color:#57606a;margin-top:4px">requirements: {reqs}</div>

@@ -32,7 +32,7 @@ def _minimal_bundle(name: str = "demo") -> bundle_format.Bundle:
 def test_health_needs_no_token(manager):
     resp = requests.get(f"{manager.url}/api/health", timeout=5)
     assert resp.status_code == 200
-    assert resp.json()["runtime"] == "process"
+    assert resp.json()["runtime"] == manager.runtime
 
 
 def test_login_with_the_admin_password_gives_an_admin_token(manager):
@@ -74,7 +74,7 @@ def test_unknown_route_and_service_are_json_404(manager):
 
 
 def test_upload_checks_checksum_structure_name_and_size(manager_factory):
-    manager = manager_factory("process", extra_args=["--ManagerApp.max_bundle_size=4096"])
+    manager = manager_factory("process", extra_args=["--ManagerApp.max_bundle_size=20000"])
     good = _minimal_bundle()
     resp = _post_bundle(manager, "demo", good.data, sha="0" * 64)
     assert resp.status_code == 400 and resp.json()["reason"] == "checksum-mismatch"
@@ -100,7 +100,7 @@ def test_upload_checks_checksum_structure_name_and_size(manager_factory):
     resp = _post_bundle(manager, "Bad_Name", good.data)
     assert resp.status_code == 422 and resp.json()["reason"] == "invalid-name"
 
-    big = bundle_format.pack(json.loads(json.dumps(good.manifest)), b"x" * 8192)
+    big = bundle_format.pack(json.loads(json.dumps(good.manifest)), b"x" * 30000)
     resp = _post_bundle(manager, "demo", big.data)
     assert resp.status_code == 413
 
