@@ -68,6 +68,7 @@ def capture(
     entrypoints = [describe(entry_name, fn) for entry_name, fn in named.items()]
     sample_info = encode_sample(sample)
     payload, modules = dump_payload(named)
+    modules |= runner_modules(entrypoints, sample_info)
     pinned, inferred = infer_requirements(modules, list(requirements or []))
 
     manifest = {
@@ -83,6 +84,19 @@ def capture(
         "sample": sample_info,
     }
     return pack(manifest, payload)
+
+
+def runner_modules(entrypoints: list[dict[str, Any]], sample_info: dict[str, Any] | None) -> set[str]:
+    """Modules the runner needs to build the inputs, even when only string annotations mention them."""
+    kinds = {p.get("type") for e in entrypoints for p in e.get("parameters", [])}
+    if sample_info:
+        kinds.add(sample_info.get("kind"))
+    needed = set()
+    if kinds & {"dataframe", "series"}:
+        needed.add("pandas")
+    if kinds & {"dataframe", "series", "ndarray"}:
+        needed.add("numpy")
+    return needed
 
 
 # --- functions -------------------------------------------------------------

@@ -31,11 +31,6 @@ class Deployment:
         name = entrypoint or (self.entrypoints[0]["name"] if self.entrypoints else "predict")
         return f"{self.url}/{name}"
 
-    @property
-    def docs_url(self) -> str:
-        """The service's interactive API docs."""
-        return f"{self.url}/docs"
-
     def example_body(self, entrypoint: dict[str, Any] | None = None) -> dict[str, Any]:
         """A request body built from the sample when there is one."""
         entrypoint = entrypoint or (self.entrypoints[0] if self.entrypoints else {"parameters": []})

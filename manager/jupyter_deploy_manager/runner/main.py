@@ -26,9 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="worker threads calling the entrypoints; 0 calls them on the IO loop (default 4)",
     )
     parser.add_argument(
-        "--inline-below", type=float, default=10.0, metavar="MS",
+        "--inline-below", type=float, default=50.0, metavar="MS",
         help="run calls an entrypoint usually finishes within MS milliseconds on the IO loop, "
-             "the rest in the worker threads; 0 always uses the threads (default 10)",
+             "the rest in the worker threads; 0 always uses the threads (default 50)",
     )
     parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests after SIGTERM")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")

@@ -22,7 +22,7 @@ from .convert import Entrypoint, InvalidInput, Unserialisable, to_json
 MAX_BODY = 64 * 1024 * 1024
 """Largest request body accepted, in bytes."""
 
-INLINE_BELOW = 0.010
+INLINE_BELOW = 0.050
 """Calls an entrypoint usually finishes within this many seconds run on the IO loop itself."""
 
 INLINE_MAX_BODY = 256 * 1024
