@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
-from . import EXIT_LOAD_FAILED
+from . import EXIT_LOAD_FAILED, EXIT_REFUSED
 from .loader import StartupError, load
 
 PREFIX = "jupyter-deploy runner: "
@@ -35,6 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _exit_now(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the service; returns the exit status."""
     # Containers and process stages pipe our output to log files: line
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         except (AttributeError, ValueError):
             pass
     args = parse_args(argv)
+    # Until the loop takes over SIGTERM, stopping during a slow load is a clean exit.
+    signal.signal(signal.SIGTERM, _exit_now)
     try:
         loaded = load(Path(args.bundle).resolve())
         from .convert import compile_entrypoints
@@ -54,11 +61,22 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             raise StartupError(f"cannot prepare inputs: {exc}; is it in the service's requirements?",
                                EXIT_LOAD_FAILED) from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StartupError(f"manifest.json has a malformed entrypoint or sample: {type(exc).__name__}: {exc}",
+                               EXIT_REFUSED) from exc
     except StartupError as exc:
         print(PREFIX + str(exc), file=sys.stderr, flush=True)
         return exc.status
 
+    import tornado.netutil
+
     from .server import Service, serve
+
+    try:
+        sockets = tornado.netutil.bind_sockets(args.port, args.host or None)
+    except OSError as exc:
+        print(f"{PREFIX}cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
 
     manifest = loaded.manifest
     version = manifest.get("version")
@@ -66,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
           f"entrypoints: {', '.join(entrypoints)}", flush=True)
     service = Service(manifest, entrypoints, threads=max(0, args.threads), access_log=args.access_log,
                       inline_below=args.inline_below / 1000.0)
-    try:
-        asyncio.run(serve(service, args.host, args.port, grace=args.grace))
-    except OSError as exc:
-        print(f"{PREFIX}cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
-        return 1
+    asyncio.run(serve(service, sockets, args.host, grace=args.grace))
     sys.stdout.flush()
     sys.stderr.flush()
     if service.inflight:

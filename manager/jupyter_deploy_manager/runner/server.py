@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -14,7 +15,6 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.iostream
-import tornado.netutil
 import tornado.web
 
 from .convert import Entrypoint, InvalidInput, Unserialisable, to_json
@@ -61,7 +61,7 @@ class Service:
     def unknown(self, path: str) -> tuple[int, bytes]:
         """The 404 answer for a path that is no entrypoint."""
         return _error(404, "unknown-entrypoint",
-                      f"no entrypoint {path!r}; this service has: {', '.join(self.entrypoints)} "
+                      f"unknown entrypoint {path.lstrip('/')!r}; this service has: {', '.join(self.entrypoints)} "
                       f"(POST /<entrypoint>) and GET /healthz")
 
     def inline(self, ep: Entrypoint, body: bytes) -> bool:
@@ -101,7 +101,7 @@ class Service:
             return _error(422, "invalid-input", str(exc), errors=exc.errors)
         try:
             result = ep.fn(*args, **kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a stray sys.exit() must not end the service
             _log_traceback(f"entrypoint {ep.name} raised {type(exc).__name__}:")
             return _error(500, "entrypoint-error", f"{ep.name} raised {type(exc).__name__}; see the service log")
         try:
@@ -217,12 +217,11 @@ def make_app(service: Service) -> tornado.web.Application:
     )
 
 
-async def serve(service: Service, host: str, port: int, grace: float = 30.0) -> None:
-    """Listen on host:port until SIGTERM/SIGINT, then drain in-flight requests and return."""
+async def serve(service: Service, sockets: list[socket.socket], host: str, grace: float = 30.0) -> None:
+    """Serve on bound ``sockets`` until SIGTERM/SIGINT, then drain in-flight requests and return."""
     server = tornado.httpserver.HTTPServer(
         make_app(service), max_body_size=MAX_BODY, max_buffer_size=MAX_BODY + (1 << 20), idle_connection_timeout=600
     )
-    sockets = tornado.netutil.bind_sockets(port, host or None)
     server.add_sockets(sockets)
     actual = sockets[0].getsockname()[1]
     print(f"listening on http://{host}:{actual}", flush=True)

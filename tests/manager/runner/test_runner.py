@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -475,6 +476,21 @@ def test_healthz_answers_during_a_long_call(service: Runner, tmp_path: Path) -> 
     assert answers and answers[0].json() == "done"
 
 
+def test_client_leaving_mid_call_is_not_an_error(service: Runner, tmp_path: Path) -> None:
+    marker, release = tmp_path / "started", tmp_path / "release"
+    body = json.dumps({"marker": str(marker), "release": str(release)}).encode()
+    before = service.stdout().count("POST /slow")
+    with socket.create_connection(("127.0.0.1", service.port), timeout=DEADLINE) as sock:
+        sock.sendall(b"POST /slow HTTP/1.1\r\nHost: runner\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(marker.exists, "the slow call to start")
+    release.write_text("go")
+    # The access log line is written once the runner has tried to answer.
+    wait_for(lambda: service.stdout().count("POST /slow") > before, "the abandoned call to finish")
+    assert "StreamClosedError" not in service.stderr()
+    assert service.post("scalars", {"x": 1, "n": 1}).status_code == 200
+
+
 # ---------------------------------------------------------------- tests: ndarray / no sample
 
 
@@ -651,6 +667,21 @@ def test_runs_as_a_copied_top_level_package_without_jupyter_deploy(tmp_path: Pat
     help_text = subprocess.run([sys.executable, "-m", "jupyter_deploy_runner", "--help"], cwd=stage, env=env,
                                capture_output=True, text=True, timeout=DEADLINE)
     assert help_text.returncode == 0 and "--bundle" in help_text.stdout
+
+
+def test_port_0_picks_a_free_port_and_prints_it(tmp_path: Path, iris_bundle: Path) -> None:
+    # argparse keeps the last --port, so this overrides the Runner's own.
+    runner = Runner(iris_bundle, tmp_path / "logs", args=("--port", "0"))
+    try:
+        wait_for(lambda: "listening on http://127.0.0.1:" in runner.stdout() or runner.proc.poll() is not None,
+                 "the listening line")
+        line = next(l for l in runner.stdout().splitlines() if l.startswith("listening on "))
+        port = int(line.rsplit(":", 1)[1])
+        assert port != 0
+        answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+        assert answer["status"] == "ok"
+    finally:
+        runner.stop()
 
 
 def test_inline_mode_serves_too(tmp_path: Path, iris_bundle: Path, iris: Any) -> None:
