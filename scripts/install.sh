@@ -3,5 +3,3 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e '.[notebook,test]'
-# The example notebooks run in the default "python3" kernel of this Python.
-python3 -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
