@@ -34,7 +34,8 @@ from .handlers import (
     VersionsHandler,
     WhoAmIHandler,
 )
-from .proxy import RunnerPool, ServiceProxyHandler
+from .docs import ApiDocsHandler, swagger_ui_dir
+from .proxy import RunnerPool, ServiceProxyHandler, VersionProxyHandler
 from .runtimes.base import Runtime
 from .store import Store
 
@@ -71,6 +72,9 @@ def make_app(store: Store, auth: Auth, deployments: DeploymentService, pool: Run
         (r"/api/events", EventsListHandler),
         (r"/api/tokens", TokensHandler),
         (rf"/api/tokens/{name}", TokenHandler),
+        (r"/api/docs", ApiDocsHandler),
+        (r"/static/swagger-ui/(.*)", tornado.web.StaticFileHandler, {"path": str(swagger_ui_dir())}),
+        (rf"/services/{name}/versions/{name}/(.+)", VersionProxyHandler),
         (rf"/services/{name}/(.+)", ServiceProxyHandler),
     ]
     return tornado.web.Application(

@@ -119,6 +119,7 @@ class DeploymentService:
         self.health_timeout = health_timeout
         self.tasks: dict[tuple[str, str], DeployTask] = {}
         self.routes: dict[str, Endpoint] = {}
+        self.version_routes: dict[tuple[str, str], Endpoint] = {}
         self._background: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -254,6 +255,7 @@ class DeploymentService:
         self.store.set_version_status(task.service, task.version, "running")
         self.store.set_main(task.service, task.version)
         self.routes[task.service] = endpoint
+        self.version_routes[(task.service, task.version)] = endpoint
         self.store.add_event("deployed", f"{task.version} is main", task.service, task.version)
         task.status = "running"
         task.finished = True
@@ -269,6 +271,7 @@ class DeploymentService:
         # Requests already forwarded to the old version get time to finish.
         await asyncio.sleep(2.0)
         try:
+            self.version_routes.pop((service, version), None)
             await asyncio.to_thread(self.runtime.stop, self.spec(record))
             self.store.set_version_status(service, version, "stopped", desired="stopped")
         except Exception as exc:  # noqa: BLE001
@@ -315,6 +318,7 @@ class DeploymentService:
         endpoint = await asyncio.to_thread(self.runtime.endpoint, self.spec(record))
         if endpoint is not None:
             self.routes[name] = endpoint
+            self.version_routes[(name, record.version)] = endpoint
         return endpoint
 
     # queries
@@ -398,6 +402,7 @@ class DeploymentService:
             raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
         self.routes.pop(name, None)
         for record in self.store.list_versions(name):
+            self.version_routes.pop((name, record.version), None)
             await asyncio.to_thread(self.runtime.remove, self.spec(record), keep_images)
         self.auth.revoke_service(name)
         self.store.delete_service(name)
@@ -428,6 +433,7 @@ class DeploymentService:
                     log.info("starting %s %s (was %s)", record.service, record.version, state)
                 endpoint = await asyncio.to_thread(self.runtime.start, spec)
                 await self.wait_healthy(spec, endpoint)
+                self.version_routes[(record.service, record.version)] = endpoint
                 service = self.store.get_service(record.service)
                 if service and service["main_version"] == record.version:
                     self.routes[record.service] = endpoint

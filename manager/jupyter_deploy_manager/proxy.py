@@ -7,6 +7,7 @@ import logging
 
 import aiohttp
 
+from .docs import ServiceDocs
 from .handlers import ApiError, BaseHandler
 
 log = logging.getLogger("jupyter_deploy_manager")
@@ -41,28 +42,37 @@ class RunnerPool:
 
 
 class ServiceProxyHandler(BaseHandler):
-    """Checks the token, then streams the request to the runner and its answer back."""
+    """Checks the token, then streams the request to the main version's runner and its answer back."""
 
     async def post(self, name: str, path: str) -> None:
         """Invoke an entrypoint."""
-        await self._forward("POST", name, path)
+        await self._forward("POST", name, None, path)
 
     async def get(self, name: str, path: str) -> None:
-        """Read-only runner routes (health)."""
-        await self._forward("GET", name, path)
+        """The docs page, the OpenAPI document, or a read-only runner route (health)."""
+        await self._get(name, None, path)
 
-    async def _forward(self, method: str, name: str, path: str) -> None:
+    async def _get(self, name: str, version: str | None, path: str) -> None:
+        if path in ("docs", "docs/"):
+            # The page holds no service data: it asks for a token, then loads the document with it.
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(ServiceDocs.page(self, name, version))
+            return
+        if path == "openapi.json":
+            self.send(ServiceDocs.document(self, name, version))
+            return
+        await self._forward("GET", name, version, path)
+
+    async def _forward(self, method: str, name: str, version: str | None, path: str) -> None:
         principal = self.principal()
         if not principal.may_invoke(name):
-            raise ApiError(
-                403, f"this token is for service {principal.service!r}, not {name!r}", "forbidden"
-            ) if principal.scope == "invoke" else ApiError(403, "this token cannot invoke services", "forbidden")
+            if principal.scope == "invoke":
+                raise ApiError(403, f"this token is for service {principal.service!r}, not {name!r}", "forbidden")
+            raise ApiError(403, "this token cannot invoke services", "forbidden")
         deployments = self.deployments
-        endpoint = deployments.routes.get(name)
+        endpoint = deployments.routes.get(name) if version is None else deployments.version_routes.get((name, version))
         if endpoint is None:
-            if deployments.store.get_service(name) is None:
-                raise ApiError(404, f"no service named {name!r}", "unknown-service")
-            raise ApiError(503, f"service {name!r} has no running version", "not-running")
+            raise self._not_routable(name, version)
         headers = {"Content-Type": self.request.headers.get("Content-Type", "application/json")}
         session = self.settings["jd_pool"].session()
         body = self.request.body if method == "POST" else None
@@ -70,7 +80,7 @@ class ServiceProxyHandler(BaseHandler):
             resp = await session.request(method, f"{endpoint.url}/{path}", data=body, headers=headers)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             # The runner may have been restarted elsewhere (new port); look again once.
-            fresh = await deployments.refresh_route(name)
+            fresh = await deployments.refresh_route(name) if version is None else None
             if fresh is None or fresh == endpoint:
                 log.warning("service %s unreachable at %s: %s", name, endpoint.url, exc)
                 raise ApiError(502, f"service {name!r} did not answer; see its log", "unreachable") from exc
@@ -87,3 +97,26 @@ class ServiceProxyHandler(BaseHandler):
                 self.write(chunk)
                 await self.flush()
             self.finish()
+
+    def _not_routable(self, name: str, version: str | None) -> ApiError:
+        store = self.deployments.store
+        if store.get_service(name) is None:
+            return ApiError(404, f"no service named {name!r}", "unknown-service")
+        if version is None:
+            return ApiError(503, f"service {name!r} has no running version", "not-running")
+        record = store.get_version(name, version)
+        if record is None:
+            return ApiError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+        return ApiError(503, f"version {version} of {name} is {record.status}, not running", "not-running")
+
+
+class VersionProxyHandler(ServiceProxyHandler):
+    """``/services/{name}/versions/{version}/...``: the same, for one version."""
+
+    async def post(self, name: str, version: str, path: str) -> None:  # type: ignore[override]
+        """Invoke an entrypoint of that version."""
+        await self._forward("POST", name, version, path)
+
+    async def get(self, name: str, version: str, path: str) -> None:  # type: ignore[override]
+        """That version's docs, document, or health."""
+        await self._get(name, version, path)
