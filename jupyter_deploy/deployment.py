@@ -31,6 +31,16 @@ class Deployment:
         name = entrypoint or (self.entrypoints[0]["name"] if self.entrypoints else "predict")
         return f"{self.url}/{name}"
 
+    @property
+    def docs_url(self) -> str:
+        """The service's interactive API page, authorized with this token (kept in the URL fragment)."""
+        return f"{self.url}/docs#token={self.token}"
+
+    @property
+    def openapi_url(self) -> str:
+        """The service's OpenAPI document (needs the token)."""
+        return f"{self.url}/openapi.json"
+
     def example_body(self, entrypoint: dict[str, Any] | None = None) -> dict[str, Any]:
         """A request body built from the sample when there is one."""
         entrypoint = entrypoint or (self.entrypoints[0] if self.entrypoints else {"parameters": []})
@@ -79,7 +89,7 @@ class Deployment:
         return (
             f"Deployment({self.name} {self.version}: {self.status})\n"
             f"  endpoint: {self.endpoint()}\n  entrypoints: {eps}\n  token: {self.token}\n"
-            f"\n{self.curl()}"
+            f"  docs: {self.url}/docs\n\n{self.curl()}"
         )
 
     def _repr_html_(self) -> str:
@@ -99,6 +109,7 @@ class Deployment:
   <div>Token (invoke {esc(self.name)} only):
     <input class="jupyter-deploy-token" readonly value="{esc(self.token)}" size="52" onclick="this.select()" style="font-family:monospace"/>
     <button onclick="navigator.clipboard && navigator.clipboard.writeText('{esc(self.token)}')">copy</button></div>
+  <div style="margin-top:4px">Interactive docs: <a href="{esc(self.docs_url)}" target="_blank">{esc(self.url)}/docs</a></div>
   <details style="margin-top:6px" open><summary>curl</summary><pre style="background:#f6f8fa;padding:6px">{esc(self.curl())}</pre></details>
   <details><summary>Python</summary><pre style="background:#f6f8fa;padding:6px">{esc(self.python())}</pre></details>
   <div style="color:#57606a;margin-top:4px">requirements: {reqs}</div>
