@@ -59,7 +59,8 @@ def pack(manifest: dict[str, Any], payload: bytes) -> Bundle:
     manifest = dict(manifest)
     manifest["format"] = FORMAT
     manifest["payload"] = {"file": PAYLOAD, "sha256": sha256_hex(payload), "size": len(payload)}
-    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    # Key order is kept: sample records list their columns in training order.
+    manifest_bytes = json.dumps(manifest, indent=2).encode()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in ((MANIFEST, manifest_bytes), (PAYLOAD, payload)):
@@ -110,9 +111,34 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
     for key in ("name", "python", "cloudpickle", "entrypoints", "requirements", "payload"):
         if key not in manifest:
             raise BundleError(f"manifest.json lacks {key!r}")
-    if not manifest["entrypoints"]:
-        raise BundleError("manifest.json names no entrypoint")
+    _check_structure(manifest)
     return manifest
+
+
+def _check_structure(manifest: dict[str, Any]) -> None:
+    """The fields the manager reads must have the right shapes, or every listing would fail later."""
+    for key in ("python", "cloudpickle"):
+        if not isinstance(manifest[key], str):
+            raise BundleError(f"manifest.json: {key!r} must be a string")
+    entrypoints = manifest["entrypoints"]
+    if not isinstance(entrypoints, list) or not entrypoints:
+        raise BundleError("manifest.json: 'entrypoints' must be a non-empty list")
+    for i, entry in enumerate(entrypoints):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].isidentifier():
+            raise BundleError(f"manifest.json: entrypoint #{i} must be an object with an identifier 'name'")
+        params = entry.get("parameters", [])
+        if not isinstance(params, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) for p in params
+        ):
+            raise BundleError(f"manifest.json: parameters of {entry['name']!r} must be objects with a 'name'")
+    requirements = manifest["requirements"]
+    if not isinstance(requirements, list) or not all(isinstance(r, str) for r in requirements):
+        raise BundleError("manifest.json: 'requirements' must be a list of strings")
+    for key in ("sample", "features"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            raise BundleError(f"manifest.json: {key!r} must be an object or null")
+    if not isinstance(manifest["payload"], dict):
+        raise BundleError("manifest.json: 'payload' must be an object")
 
 
 def read_manifest(source: Source) -> dict[str, Any]:

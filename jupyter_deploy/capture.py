@@ -29,6 +29,12 @@ from .requirements import infer_requirements, is_stdlib, packages_distributions,
 
 SAMPLE_ROWS = 5
 
+CATEGORY_LIMIT = 20
+"""A string column of a dataframe sample lists its values when it has at most this many distinct ones."""
+
+# Model attributes that say what input the model was fitted on (sklearn's names).
+_FEATURE_ATTRS = ("feature_names_in_", "n_features_in_")
+
 # Our own packages are never shipped by value: the runner does not need them,
 # and an editable install of them would otherwise look like a local module.
 _NEVER_BY_VALUE = frozenset({"jupyter_deploy", "jupyter_deploy_manager", "jupyter_deploy_runner"})
@@ -67,7 +73,7 @@ def capture(
     named = _named_functions(functions)
     entrypoints = [describe(entry_name, fn) for entry_name, fn in named.items()]
     sample_info = encode_sample(sample)
-    payload, modules = dump_payload(named)
+    payload, modules, features = _dump(named)
     modules |= runner_modules(entrypoints, sample_info)
     pinned, inferred = infer_requirements(modules, list(requirements or []))
 
@@ -83,6 +89,8 @@ def capture(
         "inferred": inferred,
         "sample": sample_info,
     }
+    if features is not None:
+        manifest["features"] = features
     return pack(manifest, payload)
 
 
@@ -458,7 +466,38 @@ def _encode_dataframe(frame: Any) -> dict[str, Any]:
         "columns": columns,
         "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
         "records": records,
+        "rows": int(len(frame)),
+        "schema": {column: _column_schema(frame.iloc[:, i]) for i, column in enumerate(columns)},
     }
+
+
+def _column_schema(series: Any) -> dict[str, Any]:
+    """The manifest schema of one sample column, over all its rows (not only the stored head)."""
+    pandas = sys.modules["pandas"]  # loaded: the sample is one of its frames
+    api = pandas.api.types
+    dtype = series.dtype
+    info: dict[str, Any] = {"dtype": str(dtype), "type": "any", "nullable": bool(series.isna().any())}
+    # Category first: is_bool_dtype and friends look through to the categories' dtype.
+    if isinstance(dtype, pandas.CategoricalDtype):
+        info["type"] = "category"
+        info["categories"] = [_json_cell(c, strict=False) for c in dtype.categories.tolist()]
+    elif api.is_bool_dtype(dtype):
+        info["type"] = "boolean"
+    elif api.is_integer_dtype(dtype):
+        info["type"] = "integer"
+    elif api.is_float_dtype(dtype):
+        info["type"] = "number"
+    elif api.is_datetime64_any_dtype(dtype):
+        info["type"] = "datetime"
+    elif isinstance(dtype, pandas.StringDtype) or (
+        dtype == object and api.infer_dtype(series, skipna=True) in ("string", "empty")
+    ):
+        # An object column of dicts, numbers or mixed values is no string column: it stays "any".
+        info["type"] = "string"
+        distinct = series.dropna().unique()
+        if len(distinct) <= CATEGORY_LIMIT:
+            info["categories"] = sorted(str(v) for v in distinct)
+    return info
 
 
 def _encode_ndarray(array: Any) -> dict[str, Any]:
@@ -587,11 +626,16 @@ class TracingPickler(cloudpickle.Pickler):
         self.modules: set[str] = set()
         self.by_value: list[str] = []
         self.current: str | None = None
+        self.features: dict[str, Any] | None = None
         self._checked: set[str] = set()
         self._entrypoints = {id(fn): name for name, fn in (entrypoints or {}).items()}
+        # id -> the global or closure variable name it is bound to, in functions met so far;
+        # the objects are held by those functions for the whole dump, so ids stay unique.
+        self._names: dict[int, str] = {}
+        self._feature_classes: dict[type, tuple[bool, tuple[str, ...]]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
-        """Record the object's modules, then reduce it as cloudpickle would."""
+        """Record the object's modules (and the first model's features), then reduce it as cloudpickle would."""
         name = self._entrypoints.get(id(obj))
         if name is not None:
             self.current = name
@@ -602,7 +646,54 @@ class TracingPickler(cloudpickle.Pickler):
             self._record(obj.__name__)
         elif isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
             self._record(getattr(obj, "__module__", None))
+            if self.features is None and isinstance(obj, types.FunctionType):
+                self._learn_names(obj)
+        elif self.features is None:
+            self._look_for_features(obj)
         return super().reducer_override(obj)
+
+    def _learn_names(self, fn: types.FunctionType) -> None:
+        # A function is met before the globals and closure it carries, so the
+        # model those hold is named by the time the pickler reaches it.
+        namespace = fn.__globals__
+        for name in _code_names(fn.__code__):
+            if name in namespace:
+                self._names.setdefault(id(namespace[name]), name)
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            try:
+                self._names.setdefault(id(cell.cell_contents), name)
+            except ValueError:  # an empty cell: the variable is not bound yet
+                pass
+
+    def _look_for_features(self, obj: Any) -> None:
+        cls = type(obj)
+        known = self._feature_classes.get(cls)
+        if known is None:
+            # Static lookups only: an object's __getattr__ may answer anything (or fail) for any name.
+            props = tuple(
+                attr for attr in _FEATURE_ATTRS if isinstance(_static(cls, attr), (property, functools.cached_property))
+            )
+            known = self._feature_classes[cls] = (getattr(cls, "__dictoffset__", 0) != 0, props)
+        has_dict, props = known
+        if not has_dict and not props:
+            return
+        found: dict[str, Any] = {}
+        if has_dict:
+            try:
+                instance = object.__getattribute__(obj, "__dict__")
+            except Exception:  # noqa: BLE001 - exotic objects; they hold no fitted model
+                instance = {}
+            found = {attr: instance[attr] for attr in _FEATURE_ATTRS if isinstance(instance, dict) and attr in instance}
+        for attr in props:
+            if attr not in found:
+                try:
+                    found[attr] = getattr(obj, attr)
+                except Exception:  # noqa: BLE001 - e.g. an unfitted pipeline raises AttributeError
+                    pass
+        features = _features(found)
+        if features is not None:
+            features["source"] = self._names.get(id(obj)) or cls.__name__
+            self.features = features
 
     def _record(self, module: Any) -> None:
         if not isinstance(module, str) or not module:
@@ -625,8 +716,48 @@ class TracingPickler(cloudpickle.Pickler):
                 cloudpickle.unregister_pickle_by_value(module)
 
 
+def _static(cls: type, attr: str) -> Any:
+    try:
+        return inspect.getattr_static(cls, attr, None)
+    except Exception:  # noqa: BLE001 - metaclass tricks
+        return None
+
+
+def _code_names(code: types.CodeType) -> typing.Iterator[str]:
+    """Global names a code object and the code nested in it (comprehensions, inner functions) use."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def _features(found: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``{"names", "n"}`` from a model's feature attributes, or None when they say nothing usable."""
+    names = found.get("feature_names_in_")
+    try:
+        usable = names is not None and not isinstance(names, str) and all(isinstance(n, str) for n in names)
+    except TypeError:  # not iterable
+        usable = False
+    names = [str(n) for n in names] if usable else None
+    n = found.get("n_features_in_")
+    if isinstance(n, bool) or not isinstance(n, int):
+        # numpy integers are not ints; anything else is not a count.
+        n = int(n) if type(n).__module__ == "numpy" and hasattr(n, "dtype") and n.dtype.kind in "iu" else None
+    if n is None and names is not None:
+        n = len(names)
+    if n is None:
+        return None
+    return {"names": names, "n": n}
+
+
 def dump_payload(named: Mapping[str, Callable[..., Any]]) -> tuple[bytes, set[str]]:
     """Pickle ``{"entrypoints": named}`` in one traced pass; return the bytes and the modules met."""
+    payload, modules, _ = _dump(named)
+    return payload, modules
+
+
+def _dump(named: Mapping[str, Callable[..., Any]]) -> tuple[bytes, set[str], dict[str, Any] | None]:
+    """``dump_payload`` plus the features of the first fitted model met on the way."""
     buffer = io.BytesIO()
     pickler = TracingPickler(buffer, named)
     try:
@@ -648,4 +779,4 @@ def dump_payload(named: Mapping[str, Callable[..., Any]]) -> tuple[bytes, set[st
         ) from exc
     finally:
         pickler.release()
-    return buffer.getvalue(), pickler.modules
+    return buffer.getvalue(), pickler.modules, pickler.features

@@ -62,3 +62,29 @@ def manager_factory(tmp_path_factory):
 def manager(manager_factory):
     """One real manager on the process runtime."""
     return manager_factory(os.environ.get("JD_TEST_RUNTIME", "process"))
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium: Playwright cannot download its own browsers here, and these keep it off the network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright; fails (not skips) when JUPYTER_DEPLOY_REQUIRE_DOCKER=1."""
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "playwright is not installed (pip install -e '.[test]')"
+    if missing is None and not os.access(CHROMIUM, os.X_OK):
+        missing = f"{CHROMIUM} is missing (bash .ci/setup-browser.sh)"
+    if missing:
+        if REQUIRE_DOCKER:
+            pytest.fail(f"JUPYTER_DEPLOY_REQUIRE_DOCKER=1 but {missing}")
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -18,6 +18,7 @@ from traitlets import Enum, Float, Int, Unicode, default
 from traitlets.config import Application
 
 from . import __version__
+from .api_spec import ApiOpenAPIHandler
 from .auth import Auth, LoginLimiter
 from .deployments import DeploymentService
 from .handlers import (
@@ -73,6 +74,7 @@ def make_app(store: Store, auth: Auth, deployments: DeploymentService, pool: Run
         (r"/api/tokens", TokensHandler),
         (rf"/api/tokens/{name}", TokenHandler),
         (r"/api/docs", ApiDocsHandler),
+        (r"/api/openapi\.json", ApiOpenAPIHandler),
         (r"/static/swagger-ui/(.*)", tornado.web.StaticFileHandler, {"path": str(swagger_ui_dir())}),
         (rf"/services/{name}/versions/{name}/(.+)", VersionProxyHandler),
         (rf"/services/{name}/(.+)", ServiceProxyHandler),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import shutil
@@ -204,7 +205,7 @@ class DeploymentService:
             shutil.rmtree(dest)
         bundle_format.extract(data, dest)
         # The runner reads the manifest from disk: keep the assigned name and version there too.
-        (dest / bundle_format.MANIFEST).write_text(__import__("json").dumps(manifest, indent=2, sort_keys=True))
+        (dest / bundle_format.MANIFEST).write_text(json.dumps(manifest, indent=2))
         lock = self.lock_for(manifest)
         self.store.ensure_service(name, username)
         self.store.add_version(name, version, manifest, lock.hash)

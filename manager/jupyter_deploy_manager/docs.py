@@ -49,8 +49,10 @@ PAGE = """<!doctype html>
     const needsToken = {needs_token};
     const storeKey = "jupyter-deploy-token:" + specUrl;
     function render(spec, token) {{
+      // Remembered here, not in load(), so the public page keeps a #token= across reloads too.
+      if (token) {{ sessionStorage.setItem(storeKey, token); }}
       const options = {{dom_id: "#swagger-ui", deepLinking: true, tryItOutEnabled: true,
-                        persistAuthorization: true, displayRequestDuration: true}};
+                        displayRequestDuration: true}};
       if (spec) {{ options.spec = spec; }} else {{ options.url = specUrl; }}
       if (token) {{
         options.onComplete = function () {{ window.ui.preauthorizeApiKey("bearerAuth", token); }};
@@ -68,7 +70,6 @@ PAGE = """<!doctype html>
           }});
         }})
         .then(function (spec) {{
-          sessionStorage.setItem(storeKey, token);
           document.getElementById("jd-auth").hidden = true;
           render(spec, token);
         }})
@@ -96,7 +97,8 @@ def page(title: str, spec_url: str, needs_token: bool, static: str = "/static/sw
     return PAGE.format(
         title=html.escape(title),
         static=static,
-        spec_url=json.dumps(spec_url),
+        # "</" inside an inline script would end it: escape it whatever the URL holds.
+        spec_url=json.dumps(spec_url).replace("</", "<\\/"),
         needs_token="true" if needs_token else "false",
         auth_hidden="" if needs_token else "hidden",
     )

@@ -14,6 +14,9 @@ from .deployments import DeploymentService, DeployRequestError
 
 log = logging.getLogger("jupyter_deploy_manager")
 
+MAX_TOKEN_LIFETIME = 10 * 365 * 24 * 3600
+"""Longest ``expires_in`` a new token may have, in seconds (ten years)."""
+
 
 class ApiError(Exception):
     """An error answered as JSON ``{"message", "reason"}`` with an HTTP status."""
@@ -76,11 +79,27 @@ class BaseHandler(tornado.web.RequestHandler):
         """The request body as a JSON object; 400 otherwise."""
         try:
             body = json.loads(self.request.body or b"{}")
+            # JSON may escape lone surrogates ("\ud800"), which no password hash or database takes.
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise ApiError(400, "request body holds a string that is not valid Unicode", "bad-json") from exc
         except ValueError as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}", "bad-json") from exc
+        except RecursionError as exc:
+            raise ApiError(400, "request body is nested too deeply", "bad-json") from exc
         if not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object", "bad-json")
         return body
+
+    def int_argument(self, name: str, default: int) -> int:
+        """An integer query argument; 422 naming it when it is not one."""
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ApiError(422, f"{name} must be an integer, not {raw[:40]!r}", "invalid-input") from exc
 
     def send(self, data: Any, status: int = 200) -> None:
         """Answer with JSON."""
@@ -208,7 +227,9 @@ class EventsHandler(BaseHandler):
         self.need_view()
         task = self.deployments.task(name, version)
         follow = self.get_query_argument("follow", "1") not in ("0", "false")
-        start = int(self.get_query_argument("since", "0") or 0)
+        start = self.int_argument("since", 0)
+        if start < 0:
+            raise ApiError(422, "since must be an event number, 0 or more", "invalid-input")
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-cache")
         if not follow:
@@ -232,10 +253,7 @@ class LogsHandler(BaseHandler):
     async def get(self, name: str) -> None:
         """Tail of a version's log as plain text."""
         self.need_view()
-        try:
-            tail = int(self.get_query_argument("tail", "200"))
-        except ValueError as exc:
-            raise ApiError(422, "tail must be an integer", "invalid-input") from exc
+        tail = self.int_argument("tail", 200)
         version = self.get_query_argument("version", None)
         text = await tornado.ioloop.IOLoop.current().run_in_executor(
             None, self.deployments.logs, name, version, max(1, min(tail, 100_000))
@@ -281,9 +299,17 @@ class TokensHandler(BaseHandler):
         if scope == "admin" and not p.is_admin():
             raise ApiError(403, "only admins can create admin tokens", "forbidden")
         expires_in = body.get("expires_in")
-        if expires_in is not None and (not isinstance(expires_in, (int, float)) or expires_in <= 0):
-            raise ApiError(422, "expires_in must be a positive number of seconds", "invalid-input")
-        token, record = self.auth.issue(p.username, scope, service, expires_in, note=body.get("note"))
+        if expires_in is not None and (
+            type(expires_in) not in (int, float) or not 0 < expires_in <= MAX_TOKEN_LIFETIME
+        ):
+            # NaN fails the range test too; an expiry past what dates can show would break every token list.
+            raise ApiError(
+                422, f"expires_in must be a number of seconds above 0 and at most {MAX_TOKEN_LIFETIME}", "invalid-input"
+            )
+        note = body.get("note")
+        if note is not None and not isinstance(note, str):
+            raise ApiError(422, "note must be a string", "invalid-input")
+        token, record = self.auth.issue(p.username, scope, service, expires_in, note=note)
         self.send(dict(record.public(), token=token), status=201)
 
 

@@ -89,9 +89,13 @@ def column_schema(info: dict[str, Any]) -> dict[str, Any]:
     kind = info.get("type") or _dtype_kind(str(info.get("dtype", "")))
     nullable = bool(info.get("nullable"))
     categories = info.get("categories")
-    if categories:
+    if kind == "category" and categories:
+        # The service refuses values outside a categorical column's categories.
         values = list(categories) + ([None] if nullable else [])
         schema: dict[str, Any] = {"enum": values}
+    elif kind == "string" and categories:
+        # A plain string column takes any string; the sample's values are shown, not enforced.
+        schema = {"type": ["string", "null"] if nullable else "string", "examples": list(categories)}
     elif kind == "datetime":
         schema = {"type": ["string", "null"] if nullable else "string", "format": "date-time"}
     elif kind in ("integer", "number", "boolean", "string"):
@@ -229,7 +233,8 @@ def example_body(entrypoint: dict[str, Any], sample: dict[str, Any] | None, feat
         if i == 0 and sample:
             kind = sample.get("kind")
             if kind == "dataframe":
-                body[name] = sample.get("records", [])[:3]
+                columns = sample.get("columns") or []
+                body[name] = [{c: row.get(c) for c in columns} for row in sample.get("records", [])[:3]]
             elif kind == "ndarray":
                 body[name] = sample.get("data", [])[:3]
             else:
@@ -270,7 +275,8 @@ def _operation(entrypoint: dict[str, Any], sample: dict[str, Any] | None,
         "summary": doc.split("\n", 1)[0] or f"Call {entrypoint['name']}",
         "description": f"`{entrypoint['name']}{entrypoint.get('signature', '()')}`\n\n{doc}".strip(),
         "requestBody": {
-            "required": True,
+            # The runner reads no body as {}: with every parameter defaulted, none is needed.
+            "required": any(p.get("required", True) for p in params),
             "content": {
                 "application/json": {
                     "schema": body_schema,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import quote
 
 import aiohttp
 
+from .deployments import NAME_RE, VERSION_RE
 from .docs import ServiceDocs
 from .handlers import ApiError, BaseHandler
 
@@ -54,6 +56,9 @@ class ServiceProxyHandler(BaseHandler):
 
     async def _get(self, name: str, version: str | None, path: str) -> None:
         if path in ("docs", "docs/"):
+            if not NAME_RE.match(name) or (version is not None and not VERSION_RE.match(version)):
+                # No such service can exist, and the page would otherwise echo the name into its script.
+                raise ApiError(404, f"no service named {name!r}", "unknown-service")
             # The page holds no service data: it asks for a token, then loads the document with it.
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(ServiceDocs.page(self, name, version))
@@ -76,27 +81,46 @@ class ServiceProxyHandler(BaseHandler):
         headers = {"Content-Type": self.request.headers.get("Content-Type", "application/json")}
         session = self.settings["jd_pool"].session()
         body = self.request.body if method == "POST" else None
+        # Tornado hands the path over decoded; quoted again, a '?' or '#' in it stays part of the path.
+        path = quote(path, safe="/")
         try:
             resp = await session.request(method, f"{endpoint.url}/{path}", data=body, headers=headers)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             # The runner may have been restarted elsewhere (new port); look again once.
             fresh = await deployments.refresh_route(name) if version is None else None
             if fresh is None or fresh == endpoint:
-                log.warning("service %s unreachable at %s: %s", name, endpoint.url, exc)
-                raise ApiError(502, f"service {name!r} did not answer; see its log", "unreachable") from exc
-            resp = await session.request(method, f"{fresh.url}/{path}", data=body, headers=headers)
+                raise self._unreachable(name, endpoint.url, exc) from exc
+            try:
+                resp = await session.request(method, f"{fresh.url}/{path}", data=body, headers=headers)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as again:
+                raise self._unreachable(name, fresh.url, again) from again
+        except aiohttp.ClientError as exc:
+            raise self._unreachable(name, endpoint.url, exc) from exc
         async with resp:
             self.set_status(resp.status)
             for key, value in resp.headers.items():
                 if key.lower() not in _SKIP_RESPONSE_HEADERS:
                     self.set_header(key, value)
-            if resp.content_length is not None and resp.content_length <= _BUFFER_LIMIT:
-                self.finish(await resp.read())
+            try:
+                if resp.content_length is not None and resp.content_length <= _BUFFER_LIMIT:
+                    self.finish(await resp.read())
+                    return
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    self.write(chunk)
+                    await self.flush()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                if not self._headers_written:
+                    raise self._unreachable(name, endpoint.url, exc) from exc
+                # Half an answer is out: closing tells the client it is cut, a clean end would not.
+                log.warning("service %s broke off its answer: %s", name, exc)
+                self.request.connection.close()
                 return
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                self.write(chunk)
-                await self.flush()
             self.finish()
+
+    @staticmethod
+    def _unreachable(name: str, url: str, exc: BaseException) -> ApiError:
+        log.warning("service %s unreachable at %s: %s", name, url, exc)
+        return ApiError(502, f"service {name!r} did not answer; see its log", "unreachable")
 
     def _not_routable(self, name: str, version: str | None) -> ApiError:
         store = self.deployments.store

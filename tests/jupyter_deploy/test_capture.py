@@ -659,3 +659,111 @@ def test_sample_lands_in_manifest() -> None:
         "dtype": "float64",
         "data": [[0.0, 0.0], [0.0, 0.0]],
     }
+
+
+def test_dataframe_sample_schema_covers_every_row() -> None:
+    n = 30
+    frame = pd.DataFrame(
+        {
+            "count": np.arange(n, dtype=np.int64),
+            "maybe": pd.array([None if i == 25 else i for i in range(n)], dtype="Int64"),
+            # The only NaN is past the 5 stored rows: nullable still says so.
+            "x": [np.nan if i == 20 else i / 2 for i in range(n)],
+            "ok": [i % 2 == 0 for i in range(n)],
+            "few": pd.Series([None if i == 27 else "abc"[i % 3] for i in range(n)], dtype=object),
+            "few_str": pd.Series(["lo", "hi"] * (n // 2), dtype="string"),
+            "many": [f"id-{i}" for i in range(n)],
+            "kind": pd.Categorical(["b", "a"] * (n // 2), categories=["b", "a", "unused"]),
+            "when": pd.date_range("2024-01-01", periods=n, freq="D"),
+            "when_tz": pd.date_range("2024-01-01", periods=n, freq="h", tz="Europe/Paris"),
+            "blob": pd.Series([{"k": i} for i in range(n)], dtype=object),
+            "span": pd.to_timedelta(np.arange(n), unit="s"),
+        }
+    )
+    sample = encode_sample(frame)
+    assert sample["rows"] == n and len(sample["records"]) == 5
+    schema = sample["schema"]
+    assert list(schema) == sample["columns"]
+    assert schema["count"] == {"dtype": "int64", "type": "integer", "nullable": False}
+    assert schema["maybe"] == {"dtype": "Int64", "type": "integer", "nullable": True}
+    assert schema["x"] == {"dtype": "float64", "type": "number", "nullable": True}
+    assert schema["ok"] == {"dtype": "bool", "type": "boolean", "nullable": False}
+    assert schema["few"] == {"dtype": "object", "type": "string", "nullable": True, "categories": ["a", "b", "c"]}
+    assert schema["few_str"] == {"dtype": "string", "type": "string", "nullable": False, "categories": ["hi", "lo"]}
+    assert schema["many"]["type"] == "string" and "categories" not in schema["many"]  # 30 distinct > 20
+    assert schema["kind"] == {"dtype": "category", "type": "category", "nullable": False, "categories": ["b", "a", "unused"]}
+    assert schema["when"]["type"] == "datetime" and schema["when"]["dtype"].startswith("datetime64[")
+    assert schema["when_tz"]["type"] == "datetime" and schema["when_tz"]["dtype"].endswith(", Europe/Paris]")
+    assert schema["blob"] == {"dtype": "object", "type": "any", "nullable": False}
+    assert schema["span"]["type"] == "any"
+    json.dumps(sample, allow_nan=False)
+
+
+def test_string_categories_stop_at_twenty_distinct_values() -> None:
+    twenty = pd.DataFrame({"s": [f"v{i:02d}" for i in range(20)] * 2})
+    assert encode_sample(twenty)["schema"]["s"]["categories"] == [f"v{i:02d}" for i in range(20)]
+    assert "categories" not in encode_sample(pd.DataFrame({"s": [f"v{i}" for i in range(21)]}))["schema"]["s"]
+
+
+# --- model features ----------------------------------------------------------
+
+
+FEATURES_NOTEBOOK = """
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+iris = load_iris(as_frame=True)
+X, y = iris.data, iris.target
+pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+array_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X.to_numpy(), y)
+unfitted = make_pipeline(StandardScaler(), LogisticRegression())
+SCALE = 2.0
+
+def predict(data: pd.DataFrame) -> list:
+    return pipe.predict(data).tolist()
+
+def predict_array(x: np.ndarray) -> list:
+    return array_model.predict(x).tolist()
+
+def double(x: float) -> float:
+    return x * SCALE
+
+def untrained(x: float) -> str:
+    return repr(unfitted)
+
+def make_closure(model):
+    def closed(x: np.ndarray) -> list:
+        return model.predict(x).tolist()
+    return closed
+
+closed = make_closure(array_model)
+"""
+
+
+def test_features_of_a_pipeline_fitted_on_a_dataframe() -> None:
+    ns = notebook(FEATURES_NOTEBOOK)
+    manifest = capture([ns["double"], ns["predict"]], name="feat", sample=ns["X"].head()).manifest
+    assert manifest["features"] == {
+        "names": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+        "n": 4,
+        "source": "pipe",
+    }
+
+
+def test_features_of_a_model_fitted_on_an_array_have_no_names() -> None:
+    ns = notebook(FEATURES_NOTEBOOK)
+    manifest = capture([ns["predict_array"]], name="feat").manifest
+    assert manifest["features"] == {"names": None, "n": 4, "source": "array_model"}
+    # A closure variable is named too; the first model met wins.
+    assert capture([ns["closed"]], name="feat").manifest["features"]["source"] == "model"
+    assert capture([ns["predict_array"], ns["predict"]], name="feat").manifest["features"]["source"] == "array_model"
+
+
+def test_no_fitted_model_no_features() -> None:
+    ns = notebook(FEATURES_NOTEBOOK)
+    assert "features" not in capture([ns["double"]], name="feat").manifest
+    assert "features" not in capture([ns["untrained"]], name="feat").manifest

@@ -170,3 +170,14 @@ def test_bad_json_body_is_400(manager):
     assert resp.status_code == 400 and resp.json()["reason"] == "bad-json"
     resp = requests.post(f"{manager.url}/api/login", data="[1, 2]")
     assert resp.status_code == 400
+
+
+def test_a_manifest_of_the_wrong_shape_is_refused_and_listings_keep_working(manager):
+    bad = _minimal_bundle("shapes")
+    manifest = dict(bad.manifest, entrypoints=["not an object"])
+    resp = _post_bundle(manager, "shapes", bundle_format.pack(manifest, b"x").data)
+    assert resp.status_code == 400 and "entrypoint #0" in resp.json()["message"]
+    manifest = dict(bad.manifest, requirements="numpy")
+    resp = _post_bundle(manager, "shapes", bundle_format.pack(manifest, b"x").data)
+    assert resp.status_code == 400 and "requirements" in resp.json()["message"]
+    assert requests.get(f"{manager.url}/api/services", headers=manager.headers()).status_code == 200

@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -67,7 +68,8 @@ class FrameSample:
     by_str: dict[str, Any]
     dtypes: dict[Any, Any]
     dtype_names: dict[Any, str]
-    rename: bool
+    not_null: list[Any] = field(default_factory=list)
+    """Columns the sample's schema says never miss a value."""
 
 
 @dataclass
@@ -86,12 +88,22 @@ def _frame_sample(sample: dict[str, Any]) -> FrameSample | None:
         return None
     dtypes: dict[Any, Any] = {}
     names: dict[Any, str] = {}
+    schema = sample.get("schema")
+    info: dict[str, dict[str, Any]] = (
+        {k: v for k, v in schema.items() if isinstance(v, dict)} if isinstance(schema, dict) else {}
+    )
+    not_null = [c for c in columns if info.get(str(c), {}).get("nullable") is False]
     for col in columns:
         name = (sample.get("dtypes") or {}).get(str(col))
         if not isinstance(name, str):
             continue
+        categories = info.get(str(col), {}).get("categories")
         try:
-            dtypes[col] = pd.api.types.pandas_dtype(name)
+            if name == "category" and isinstance(categories, list):
+                # Plain "category" would infer categories from each request, so codes would not match the model's.
+                dtypes[col] = pd.CategoricalDtype(categories)
+            else:
+                dtypes[col] = pd.api.types.pandas_dtype(name)
         except (TypeError, ValueError):
             # A dtype this pandas does not know: serve without casting that column
             # rather than refusing every request.
@@ -102,7 +114,7 @@ def _frame_sample(sample: dict[str, Any]) -> FrameSample | None:
         by_str={str(c): c for c in columns},
         dtypes=dtypes,
         dtype_names=names,
-        rename=any(not isinstance(c, str) for c in columns),
+        not_null=not_null,
     )
 
 
@@ -155,6 +167,9 @@ def _build_frame(value: Any, param: Param) -> Any:
     import pandas as pd
 
     sample = param.frame
+    if isinstance(value, pd.DataFrame):
+        # Never from JSON: a client's checker passes the frame the runner would build from its body.
+        return value
     try:
         if isinstance(value, list):
             if not all(type(row) is dict for row in value):
@@ -168,8 +183,17 @@ def _build_frame(value: Any, param: Param) -> Any:
                 isinstance(value.get("columns"), list)
                 and isinstance(data, list)
                 and value.keys() <= {"columns", "data", "index"}
+                and type(value.get("index", [])) is list
                 and all(type(row) is list for row in data)
             ):
+                labels = [c for c in value["columns"] if not (c is None or type(c) in (str, int, float, bool))]
+                if labels:
+                    # pandas fails on list or dict labels with errors of its own, deep inside.
+                    raise _FieldProblems(
+                        [f"split form columns must be names (strings or numbers), not {_json_type(labels[0])}"],
+                        [{"field": param.name, "problem": "type", "expected": "column names",
+                          "got": _json_type(labels[0])}],
+                    )
                 return pd.DataFrame(data, columns=value["columns"], index=value.get("index"))
             not_lists = [k for k, v in value.items() if type(v) is not list]
             if not_lists:
@@ -187,17 +211,27 @@ def _build_frame(value: Any, param: Param) -> Any:
 
 
 def _is_stringish(dtype: Any) -> bool:
+    if type(dtype).__name__ == "CategoricalDtype":
+        return False  # its kind is "O" too, but its values must be cast to its categories
     return dtype == object or getattr(dtype, "kind", None) in ("O", "U", "T") or type(dtype).__name__ == "StringDtype"
 
 
 def _cast(series: Any, dtype: Any) -> Any:
     import numpy as np
 
+    if getattr(dtype, "kind", None) in ("i", "u", "f"):
+        # JSON true/false are no numbers, as for scalar parameters, though astype would make them 1/0.
+        have = getattr(series.dtype, "kind", None)
+        if have == "b" or (have == "O" and any(type(v) is bool for v in series)):
+            raise ValueError("booleans in a numeric column")
     out = series.astype(dtype)
     # astype truncates 1.5 to 1 silently; refuse that instead of predicting on altered data.
     if getattr(dtype, "kind", None) in ("i", "u") and getattr(series.dtype, "kind", None) == "f":
         if not np.array_equal(out.to_numpy(), series.to_numpy()):
             raise ValueError("non-integral values")
+    # Likewise a value outside the categories would silently become a missing one.
+    if getattr(dtype, "categories", None) is not None and (out.isna() & series.notna()).any():
+        raise ValueError("values outside the categories")
     return out
 
 
@@ -209,6 +243,13 @@ def _dataframe(value: Any, param: Param) -> Any:
     parts: list[str] = []
     errors: list[dict[str, Any]] = []
     cols = list(df.columns)
+    twice = [c for c, n in Counter(str(c) for c in cols).items() if n > 1]
+    if twice:
+        # Only split form can repeat a column; matching it to the sample's would be a guess.
+        raise _FieldProblems(
+            [f"duplicate columns {_quoted(twice)}"],
+            [{"field": param.name, "column": c, "problem": "value"} for c in twice],
+        )
     if cols != sample.columns:
         present = {str(c) for c in cols}
         missing = [c for c in sample.columns if str(c) not in present]
@@ -219,10 +260,16 @@ def _dataframe(value: Any, param: Param) -> Any:
         if unexpected:
             parts.append(f"unexpected columns {_quoted(unexpected)}")
             errors += [{"field": param.name, "column": str(c), "problem": "unexpected"} for c in unexpected]
-        if sample.rename:
-            df = df.rename(columns={c: sample.by_str[str(c)] for c in cols if str(c) in sample.by_str})
+        # Labels travel as JSON (split form keeps numbers, records turn them into strings): match
+        # them to the sample's by their text, whatever their type.
+        df = df.rename(columns={c: sample.by_str[str(c)] for c in cols if str(c) in sample.by_str})
         if not missing:
             df = df[sample.columns] if not unexpected else df
+    for col in sample.not_null:
+        # Checked before casting, which would turn a bool column's null into False.
+        if col in df.columns and df[col].isna().any():
+            parts.append(f"column {str(col)!r} has missing values (null), which the sample never had")
+            errors.append({"field": param.name, "column": str(col), "problem": "value", "expected": "no nulls"})
     for col, dtype in sample.dtypes.items():
         if col not in df.columns:
             continue
@@ -259,10 +306,15 @@ def _fmt_shape(shape: tuple[Any, ...]) -> str:
 def _ndarray(value: Any, param: Param) -> Any:
     import numpy as np
 
-    if type(value) is not list:
+    # An ndarray never comes from JSON: a client's checker passes one that equals what the list would give.
+    if type(value) is not list and not isinstance(value, np.ndarray):
         raise _bad_shape(param, "a (nested) list", value)
     sample = param.array
     dtype = sample.dtype if sample is not None else None
+    trailing = sample.trailing if sample is not None else None
+    if type(value) is list and not value and trailing is not None and None not in trailing:
+        # Zero rows: [] carries no trailing shape, so take the sample's (as for an empty DataFrame).
+        return np.empty((0, *trailing), dtype=dtype)
     try:
         arr = np.asarray(value, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -390,6 +442,21 @@ def _params_from_signature(fn: Callable[..., Any]) -> list[dict[str, Any]]:
 
 def compile_entrypoints(manifest: dict[str, Any], functions: dict[str, Callable[..., Any]]) -> dict[str, Entrypoint]:
     """Build the per-entrypoint converters from the manifest (imports pandas/numpy if needed)."""
+    return _compile(manifest, functions)
+
+
+def _checker_only(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("this entrypoint only checks arguments; the function runs in the service")
+
+
+def checkers(manifest: dict[str, Any]) -> dict[str, Entrypoint]:
+    """Entrypoints from the manifest alone, so a client can run the runner's own input checks before sending."""
+    # Without "parameters" the runner reads the function's signature, which a client does not have.
+    specs = [s for s in manifest.get("entrypoints") or [] if isinstance(s.get("parameters"), list)]
+    return _compile({**manifest, "entrypoints": specs}, None)
+
+
+def _compile(manifest: dict[str, Any], functions: dict[str, Callable[..., Any]] | None) -> dict[str, Entrypoint]:
     sample = manifest.get("sample") if isinstance(manifest.get("sample"), dict) else None
     sample_kind = sample.get("kind") if sample else None
     frame = _frame_sample(sample) if sample_kind == "dataframe" else None
@@ -397,7 +464,7 @@ def compile_entrypoints(manifest: dict[str, Any], functions: dict[str, Callable[
     result: dict[str, Entrypoint] = {}
     for spec in manifest["entrypoints"]:
         name = spec["name"]
-        fn = functions[name]
+        fn = functions[name] if functions is not None else _checker_only
         raw_params = spec.get("parameters")
         if not isinstance(raw_params, list):
             raw_params = _params_from_signature(fn)

@@ -92,6 +92,8 @@ class Service:
             data = json.loads(body) if body.strip() else {}
         except ValueError as exc:
             return _error(400, "bad-json", f"request body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "bad-json", "request body is nested too deeply")
         if not isinstance(data, dict):
             example = "{" + ", ".join(f"{json.dumps(p.name)}: ..." for p in ep.params) + "}"
             return _error(400, "bad-json", f"request body must be a JSON object keyed by parameter name, e.g. {example}")

@@ -1,0 +1,495 @@
+"""The manager's own REST API as an OpenAPI 3.1 document, served at ``GET /api/openapi.json``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from jupyter_deploy import bundle as bundle_format
+
+from . import __version__
+from .auth import SCOPES
+from .handlers import MAX_TOKEN_LIFETIME, BaseHandler
+from .openapi import ERROR_SCHEMA
+
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+# What each status means on this API; an operation lists only the statuses it can really answer.
+_ERRORS: dict[str, str] = {
+    "400": "The request is malformed: body not a JSON object, a path or query part not valid UTF-8, "
+    "or (uploads) a missing/mismatching checksum or a bad bundle.",
+    "401": "No bearer token, or an unknown, expired or revoked one.",
+    "403": "The token's scope (or its user's role) does not allow this.",
+    "404": "No such service, version or token.",
+    "405": "The path names the runner's health route, which answers GET only.",
+    "409": "That version of the service exists already.",
+    "413": "The bundle is larger than the manager accepts.",
+    "422": "A field is missing, of the wrong type or out of range; the message names it.",
+    "429": "Too many failed logins from this address or for this user; wait a minute.",
+    "500": "The manager or the runtime failed; details are in the manager's log.",
+    "502": "The service did not answer.",
+    "503": "The service has no running version, or it is shutting down.",
+}
+
+_NAME = {
+    "type": "string",
+    "pattern": bundle_format.SERVICE_NAME_RE.pattern,
+    "description": "Service name: 1-48 lowercase letters, digits and dashes.",
+}
+_VERSION = {
+    "type": "string",
+    "pattern": bundle_format.VERSION_RE.pattern,
+    "description": "Version, e.g. 0.1.0.",
+}
+
+
+def _path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": copy.deepcopy(schema), "description": description}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _op(
+    operation_id: str,
+    summary: str,
+    ok: tuple[str, str, dict[str, Any]],
+    errors: list[str],
+    *,
+    tag: str,
+    public: bool = False,
+    description: str = "",
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One operation: its success answer and exactly the error statuses it can give."""
+    status, text, content = ok
+    responses: dict[str, Any] = {status: {"description": text, "content": content}}
+    for code in errors:
+        responses[code] = {"description": _ERRORS[code], "content": _json(_ERROR_REF)}
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    if public:
+        op["security"] = []
+    return op
+
+
+def _schemas() -> dict[str, Any]:
+    """Component schemas of request and answer bodies."""
+    iso = {"type": ["string", "null"], "format": "date-time"}
+    return {
+        "Error": ERROR_SCHEMA,
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "ok"},
+                "runtime": {"type": "string", "enum": ["docker", "process", "swarm"]},
+                "version": {"type": "string", "description": "The manager's version."},
+            },
+            "required": ["status", "runtime", "version"],
+        },
+        "LoginRequest": {
+            "type": "object",
+            "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+            "required": ["username", "password"],
+        },
+        "Login": {
+            "type": "object",
+            "properties": {
+                "token": {"type": "string", "description": "The secret, shown once."},
+                "token_id": {"type": "string"},
+                "username": {"type": "string"},
+                "scope": {"type": "string", "enum": ["admin", "deploy"]},
+            },
+            "required": ["token", "token_id", "username", "scope"],
+        },
+        "WhoAmI": {
+            "type": "object",
+            "properties": {
+                "username": {"type": "string"},
+                "scope": {"type": "string", "enum": list(SCOPES)},
+                "service": {"type": ["string", "null"], "description": "The service of an invoke token."},
+                "role": {"type": "string"},
+            },
+            "required": ["username", "scope", "service", "role"],
+        },
+        "ServiceSummary": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "main_version": {"type": ["string", "null"]},
+                "status": {"type": "string", "description": "Status of the main (else latest) version."},
+                "versions": {"type": "integer", "minimum": 0},
+                "latest_version": {"type": ["string", "null"]},
+                "entrypoints": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["name", "main_version", "status", "versions", "latest_version", "entrypoints"],
+        },
+        "Version": {
+            "type": "object",
+            "properties": {
+                "version": {"type": "string"},
+                "status": {"type": "string", "description": "building, starting, running, stopped or failed."},
+                "desired": {"type": "string"},
+                "error": {"type": ["string", "null"]},
+                "created": iso,
+                "updated": iso,
+                "lock_hash": {"type": "string"},
+                "python": {"type": ["string", "null"]},
+                "entrypoints": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["version", "status", "desired", "error", "created", "updated", "lock_hash", "entrypoints"],
+        },
+        "Service": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "main_version": {"type": ["string", "null"]},
+                "status": {"type": "string"},
+                "created_by": {"type": ["string", "null"]},
+                "versions": {"type": "array", "items": _ref("Version")},
+                "entrypoints": {
+                    "type": "array",
+                    "description": "Entrypoints of the main (else latest) version, as in its manifest.",
+                    "items": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+                },
+                "sample": {"type": ["object", "null"], "description": "The manifest's sample description."},
+                "requirements": {"type": "array", "items": {"type": "string"}},
+                "python": {"type": ["string", "null"]},
+                "endpoint": {
+                    "type": "string",
+                    "description": "Where the runner answers; shown to deploy and admin tokens only.",
+                },
+            },
+            "required": ["name", "main_version", "status", "created_by", "versions", "entrypoints", "sample",
+                         "requirements", "python"],
+        },
+        "Upload": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "token": {"type": "string", "description": "An invoke token for the service, shown once."},
+                "token_id": {"type": "string"},
+                "url": {"type": "string", "description": "Base URL of the service's entrypoints."},
+                "events_url": {"type": "string", "description": "NDJSON stream of the build's events."},
+            },
+            "required": ["name", "version", "token", "token_id", "url", "events_url"],
+        },
+        "Event": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "time": iso,
+                "service": {"type": ["string", "null"]},
+                "version": {"type": ["string", "null"]},
+                "kind": {"type": "string", "description": "deployed, crashed, restarted, build failed, deleted, ..."},
+                "message": {"type": "string"},
+            },
+            "required": ["id", "time", "service", "version", "kind", "message"],
+        },
+        "DeployEvent": {
+            "type": "object",
+            "description": "One line of the NDJSON deploy stream; the last one has kind result and a status.",
+            "properties": {
+                "seq": {"type": "integer", "minimum": 0},
+                "time": {"type": "string", "format": "date-time"},
+                "phase": {"type": "string", "enum": ["upload", "build", "start", "health", "done", "error"]},
+                "kind": {"type": "string", "enum": ["phase", "log", "result"]},
+                "message": {"type": "string"},
+                "status": {"type": "string"},
+            },
+            "required": ["seq", "time", "phase", "kind", "message"],
+        },
+        "Token": {
+            "type": "object",
+            "description": "A token without its secret.",
+            "properties": {
+                "id": {"type": "string"},
+                "username": {"type": "string"},
+                "scope": {"type": "string", "enum": list(SCOPES)},
+                "service": {"type": ["string", "null"]},
+                "note": {"type": ["string", "null"]},
+                "created": iso,
+                "expires_at": iso,
+                "revoked": {"type": "boolean"},
+                "active": {"type": "boolean"},
+            },
+            "required": ["id", "username", "scope", "service", "note", "created", "expires_at", "revoked", "active"],
+        },
+        "NewToken": {
+            "allOf": [
+                _ref("Token"),
+                {
+                    "type": "object",
+                    "properties": {"token": {"type": "string", "description": "The secret, shown once."}},
+                    "required": ["token"],
+                },
+            ]
+        },
+        "TokenRequest": {
+            "type": "object",
+            "properties": {
+                "scope": {"type": "string", "enum": list(SCOPES), "default": "invoke"},
+                "service": {"type": ["string", "null"], "description": "Needed for (and only used by) invoke tokens."},
+                "expires_in": {
+                    "type": ["number", "null"],
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_TOKEN_LIFETIME,
+                    "description": "Lifetime in seconds; none means the token does not expire.",
+                },
+                "note": {"type": ["string", "null"], "description": "Shown in token lists."},
+            },
+            # scope defaults to invoke, so a body without scope needs a service too.
+            "if": {"properties": {"scope": {"const": "invoke"}}},
+            "then": {"required": ["service"], "properties": {"service": {"type": "string", "minLength": 1}}},
+        },
+    }
+
+
+def _service_routes() -> dict[str, Any]:
+    """``/services/{name}/...`` (and per version): invocation, health and the service's own docs."""
+    name = _path_param("name", _NAME, "The service.")
+    version = _path_param("version", _VERSION, "One version of the service, main or not.")
+    entrypoint = _path_param(
+        "entrypoint", {"type": "string", "minLength": 1}, "An entrypoint, as listed in the service's manifest."
+    )
+    invoke_errors = ["400", "401", "403", "404", "405", "422", "500", "502", "503"]
+    body = {
+        "required": True,
+        "content": _json({
+            "type": "object",
+            "description": "Arguments keyed by parameter name; each service's own document "
+            "(/services/{name}/openapi.json) has the exact schema.",
+        }),
+    }
+    answer = ("200", "The JSON of the function's return value.", _json({}))
+    health = (
+        "200",
+        "The runner answers.",
+        _json({
+            "type": "object",
+            "properties": {
+                "status": {"const": "ok"},
+                "name": {"type": ["string", "null"]},
+                "version": {"type": ["string", "null"]},
+                "entrypoints": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["status", "name", "version", "entrypoints"],
+        }),
+    )
+    document = ("200", "The OpenAPI 3.1 document of the service's entrypoints.", _json({
+        "type": "object", "properties": {"openapi": {"type": "string"}}, "required": ["openapi", "info", "paths"],
+    }))
+    page = ("200", "An interactive page; it asks for a token before loading the document.",
+            {"text/html": {"schema": {"type": "string"}}})
+    paths: dict[str, Any] = {}
+    for prefix, params, suffix, what in (
+        ("/services/{name}", [name], "", "the main version"),
+        ("/services/{name}/versions/{version}", [name, version], "Version", "one version"),
+    ):
+        paths[f"{prefix}/{{entrypoint}}"] = {"post": _op(
+            f"invoke{suffix}", f"Call an entrypoint of {what}", answer, invoke_errors, tag="services",
+            description="Proxied to the runner. 400, 422, 500 (the function raised or returned something "
+            "JSON cannot hold) and 503 while draining come from the runner, with its reason.",
+            parameters=[*params, entrypoint], body=body,
+        )}
+        paths[f"{prefix}/healthz"] = {"get": _op(
+            f"serviceHealth{suffix}", f"Health of {what}", health,
+            ["400", "401", "403", "404", "502", "503"], tag="services", parameters=params,
+        )}
+        paths[f"{prefix}/openapi.json"] = {"get": _op(
+            f"serviceDocument{suffix}", f"OpenAPI document of {what}", document,
+            ["400", "401", "403", "404"], tag="services", parameters=params,
+            description="An invoke token of the service may read it too.",
+        )}
+        paths[f"{prefix}/docs"] = {"get": _op(
+            f"serviceDocs{suffix}", f"Interactive API page of {what}", page, ["400", "404"], tag="docs",
+            public=True, parameters=params,
+        )}
+    return paths
+
+
+def manager_document(server_url: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the manager's REST API."""
+    name = _path_param("name", _NAME, "The service.")
+    login_body = {"required": True, "content": _json(_ref("LoginRequest"))}
+    paths: dict[str, Any] = {
+        "/api/health": {"get": _op(
+            "health", "Whether the manager is up, and its runtime", ("200", "Up.", _json(_ref("Health"))), [],
+            tag="manager", public=True,
+        )},
+        "/api/login": {"post": _op(
+            "login", "Trade a password for a new token of the user's scope",
+            ("200", "A new token.", _json(_ref("Login"))), ["400", "401", "422", "429"], tag="auth", public=True,
+            body=login_body,
+        )},
+        "/api/whoami": {"get": _op(
+            "whoami", "Describe the caller's token", ("200", "The token's user and scope.", _json(_ref("WhoAmI"))),
+            ["401"], tag="auth",
+        )},
+        "/api/services": {"get": _op(
+            "listServices", "List services with their main version's status",
+            ("200", "Every service.", _json({
+                "type": "object",
+                "properties": {"services": {"type": "array", "items": _ref("ServiceSummary")}},
+                "required": ["services"],
+            })),
+            ["401", "403"], tag="services",
+        )},
+        "/api/services/{name}": {
+            "get": _op(
+                "getService", "A service with its versions, entrypoints and sample",
+                ("200", "The service.", _json(_ref("Service"))), ["400", "401", "403", "404"], tag="services",
+                description="Deploy and admin tokens, or an invoke token of this service.", parameters=[name],
+            ),
+            "delete": _op(
+                "deleteService", "Stop and remove a service, its versions and its invoke tokens",
+                ("200", "Deleted.", _json({
+                    "type": "object", "properties": {"deleted": {"type": "string"}}, "required": ["deleted"],
+                })),
+                ["400", "401", "403", "404", "500"], tag="services",
+                parameters=[name, _query("keep_images", {"type": "string", "default": "0"},
+                                         "1 or true: keep the built images, e.g. to roll back later.")],
+            ),
+        },
+        "/api/services/{name}/versions": {"post": _op(
+            "uploadVersion", "Upload a bundle; the new version builds in the background",
+            ("202", "Accepted; follow events_url for the build.", _json(_ref("Upload"))),
+            ["400", "401", "403", "409", "413", "422"], tag="deploy",
+            description="A 422 names an invalid service name or version; 400 a missing or mismatching "
+            "checksum or a bundle that is not a valid format-1 bundle.",
+            parameters=[
+                name,
+                {"name": "X-Bundle-SHA256", "in": "header", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                 "description": "sha256 of the body, hex."},
+            ],
+            body={"required": True, "content": {"application/x-tar": {"schema": {
+                "type": "string", "format": "binary", "contentMediaType": "application/x-tar",
+                "description": "An uncompressed tar of manifest.json and payload.pkl.",
+            }}}},
+        )},
+        "/api/services/{name}/versions/{version}/events": {"get": _op(
+            "versionEvents", "The deploy's progress as NDJSON, one event a line",
+            ("200", "Events until the version is running or failed (or the ones so far without follow).",
+             {"application/x-ndjson": {"schema": {
+                 "type": "string",
+                 "description": "One DeployEvent (see the components) a line; the last has kind result.",
+             }}}),
+            ["400", "401", "403", "404", "422"], tag="deploy",
+            parameters=[
+                name,
+                _path_param("version", _VERSION, "The version."),
+                _query("follow", {"type": "string", "default": "1"},
+                       "0 or false: answer the events so far; anything else (default 1): keep the stream open "
+                       "until the deploy finishes."),
+                _query("since", {"type": "integer", "minimum": 0, "default": 0}, "First event (seq) to send."),
+            ],
+        )},
+        "/api/services/{name}/logs": {"get": _op(
+            "serviceLogs", "Tail of a version's log",
+            ("200", "The last lines of the log.", {"text/plain": {"schema": {"type": "string"}}}),
+            ["400", "401", "403", "404", "422"], tag="services",
+            parameters=[
+                name,
+                _query("tail", {"type": "integer", "default": 200},
+                       "Lines to show; clamped to 1..100000."),
+                _query("version", _VERSION, "The version (default: main, else the latest)."),
+            ],
+        )},
+        "/api/events": {"get": _op(
+            "listEvents", "Recorded events, newest first (at most 100)",
+            ("200", "Events.", _json({
+                "type": "object",
+                "properties": {"events": {"type": "array", "items": _ref("Event")}},
+                "required": ["events"],
+            })),
+            ["400", "401", "403"], tag="manager",
+            parameters=[_query("service", {"type": "string"}, "Only events of this service.")],
+        )},
+        "/api/tokens": {
+            "get": _op(
+                "listTokens", "Tokens, without their secrets (all for admins, one's own otherwise)",
+                ("200", "Tokens.", _json({
+                    "type": "object",
+                    "properties": {"tokens": {"type": "array", "items": _ref("Token")}},
+                    "required": ["tokens"],
+                })),
+                ["401", "403"], tag="auth",
+            ),
+            "post": _op(
+                "createToken", "Create a token",
+                ("201", "The new token; its secret is shown only here.", _json(_ref("NewToken"))),
+                ["400", "401", "403", "404", "422"], tag="auth",
+                description="Deploy tokens of deployers and admins may create invoke and deploy tokens; "
+                "admin tokens need an admin. 404: the invoke token's service does not exist.",
+                body={"required": True, "content": _json(_ref("TokenRequest"))},
+            ),
+        },
+        "/api/tokens/{token_id}": {"delete": _op(
+            "revokeToken", "Revoke a token (one's own, or any for admins)",
+            ("200", "Revoked.", _json({
+                "type": "object", "properties": {"revoked": {"type": "string"}}, "required": ["revoked"],
+            })),
+            ["400", "401", "403", "404"], tag="auth",
+            parameters=[_path_param("token_id", {"type": "string", "minLength": 1}, "The token's id.")],
+        )},
+        "/api/openapi.json": {"get": _op(
+            "managerDocument", "This document", ("200", "OpenAPI 3.1.", _json({"type": "object"})), [],
+            tag="docs", public=True,
+        )},
+        "/api/docs": {"get": _op(
+            "managerDocs", "Interactive page of this API",
+            ("200", "HTML.", {"text/html": {"schema": {"type": "string"}}}), [], tag="docs", public=True,
+        )},
+        **_service_routes(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jupyter-deploy manager",
+            "version": __version__,
+            "description": (
+                "Deploy notebook-captured models as services, manage them and their tokens, and call them. "
+                "Send `Authorization: Bearer <token>` (from POST /api/login or `jupyter-deploy login`). "
+                "Every error is JSON `{\"message\", \"reason\"}`."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "tags": [
+            {"name": "manager", "description": "Health and events."},
+            {"name": "auth", "description": "Login and tokens."},
+            {"name": "services", "description": "Services, their logs, and calling them."},
+            {"name": "deploy", "description": "Uploading bundles and following builds."},
+            {"name": "docs", "description": "API documents and pages."},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+class ApiOpenAPIHandler(BaseHandler):
+    """``GET /api/openapi.json``: the manager's document; public, like the page that shows it."""
+
+    def get(self) -> None:
+        """Answer the document with this request's base URL as its server."""
+        self.send(manager_document(f"{self.request.protocol}://{self.request.host}"))
