@@ -19,6 +19,7 @@ from jupyter_deploy import bundle as bundle_format
 from jupyter_deploy.errors import BundleError
 
 from .auth import Auth
+from .errors import ApiError
 from .runtimes.base import Endpoint, Lock, Runtime, VersionSpec
 from .store import Store, VersionRecord
 
@@ -29,20 +30,10 @@ VERSION_RE = bundle_format.VERSION_RE
 SEMVER_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
-class DeployRequestError(Exception):
-    """A deploy request the manager refuses; carries the HTTP status and reason."""
-
-    def __init__(self, status: int, message: str, reason: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-
-
 def check_name(name: str) -> None:
     """Service names become container and URL parts: lowercase letters, digits, dashes."""
     if not NAME_RE.match(name):
-        raise DeployRequestError(
+        raise ApiError(
             422,
             f"invalid service name {name!r}: use 1-48 lowercase letters, digits and dashes, "
             "starting and ending with a letter or digit",
@@ -174,28 +165,28 @@ class DeploymentService:
         """Accept an uploaded bundle, start building it, return the new version and an invoke token."""
         check_name(name)
         if len(data) > self.max_bundle_size:
-            raise DeployRequestError(
+            raise ApiError(
                 413, f"bundle is {len(data)} bytes, over the manager's limit of {self.max_bundle_size}", "too-large"
             )
         if not sha256:
-            raise DeployRequestError(400, "missing X-Bundle-SHA256 header", "missing-checksum")
+            raise ApiError(400, "missing X-Bundle-SHA256 header", "missing-checksum")
         actual = bundle_format.sha256_hex(data)
         if actual != sha256.lower():
-            raise DeployRequestError(
+            raise ApiError(
                 400, f"bundle checksum mismatch: header says {sha256}, received {actual}", "checksum-mismatch"
             )
         try:
             manifest = bundle_format.verify(data)
         except BundleError as exc:
-            raise DeployRequestError(400, str(exc), "bad-bundle") from exc
+            raise ApiError(400, str(exc), "bad-bundle") from exc
         existing = [v.version for v in self.store.list_versions(name)]
         version = manifest.get("version") or next_version(existing)
         if not VERSION_RE.match(str(version)):
-            raise DeployRequestError(
+            raise ApiError(
                 422, f"invalid version {version!r}: letters, digits, '.', '_' and '-' only", "invalid-version"
             )
         if version in existing:
-            raise DeployRequestError(
+            raise ApiError(
                 409, f"{name} {version} exists already; deploy with another --version or without one", "version-exists"
             )
         manifest["name"] = name
@@ -327,7 +318,7 @@ class DeploymentService:
         """A service with its versions, as the API shows it."""
         service = self.store.get_service(name)
         if service is None:
-            raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
+            raise ApiError(404, f"no service named {name!r}", "unknown-service")
         versions = self.store.list_versions(name)
         main = service["main_version"]
         main_record = next((v for v in versions if v.version == main), None)
@@ -373,7 +364,7 @@ class DeploymentService:
             return task
         record = self.store.get_version(name, version)
         if record is None:
-            raise DeployRequestError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+            raise ApiError(404, f"no version {version!r} of service {name!r}", "unknown-version")
         task = DeployTask(name, version, finished=True, status=record.status)
         ok = record.status in ("running", "stopped")
         task.emit(
@@ -384,23 +375,29 @@ class DeploymentService:
         )
         return task
 
-    def logs(self, name: str, version: str | None, tail: int) -> str:
-        """Log tail of a version (main by default)."""
+    def version_record(self, name: str, version: str | None = None) -> tuple[dict[str, Any], VersionRecord]:
+        """A service and one of its versions (main, else the newest, when none is named); 404 otherwise."""
         service = self.store.get_service(name)
         if service is None:
-            raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
+            raise ApiError(404, f"no service named {name!r}", "unknown-service")
         if version is None:
-            version = service["main_version"] or (self.store.list_versions(name) or [None])[-1].version  # type: ignore[union-attr]
+            versions = self.store.list_versions(name)
+            version = service["main_version"] or (versions[-1].version if versions else None)
         record = self.store.get_version(name, version) if version else None
         if record is None:
-            raise DeployRequestError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+            raise ApiError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+        return service, record
+
+    def logs(self, name: str, version: str | None, tail: int) -> str:
+        """Log tail of a version (main by default)."""
+        _, record = self.version_record(name, version)
         return self.runtime.logs(self.spec(record), tail)
 
     async def delete(self, name: str, keep_images: bool = False) -> None:
         """Stop and remove every version of a service, revoke its tokens, forget it."""
         service = self.store.get_service(name)
         if service is None:
-            raise DeployRequestError(404, f"no service named {name!r}", "unknown-service")
+            raise ApiError(404, f"no service named {name!r}", "unknown-service")
         self.routes.pop(name, None)
         for record in self.store.list_versions(name):
             self.version_routes.pop((name, record.version), None)

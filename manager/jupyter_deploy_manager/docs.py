@@ -6,7 +6,8 @@ import html
 import json
 from pathlib import Path
 
-from .handlers import ApiError, BaseHandler
+from .errors import ApiError
+from .handlers import BaseHandler
 from .openapi import service_document
 
 
@@ -113,15 +114,8 @@ class ServiceDocs:
         principal = handler.principal()
         if not (principal.may_view() or principal.may_invoke(name)):
             raise ApiError(403, f"this token cannot read service {name!r}", "forbidden")
-        deployments = handler.deployments
-        service = deployments.store.get_service(name)
-        if service is None:
-            raise ApiError(404, f"no service named {name!r}", "unknown-service")
-        if version is None:
-            version = service["main_version"] or (deployments.store.list_versions(name) or [None])[-1].version  # type: ignore[union-attr]
-        record = deployments.store.get_version(name, version) if version else None
-        if record is None:
-            raise ApiError(404, f"no version {version!r} of service {name!r}", "unknown-version")
+        service, record = handler.deployments.version_record(name, version)
+        version = record.version
         base = f"{handler.request.protocol}://{handler.request.host}/services/{name}"
         if service["main_version"] != version:
             base += f"/versions/{version}"

@@ -10,22 +10,13 @@ import tornado.web
 
 from . import __version__
 from .auth import SCOPES, Auth, Principal
-from .deployments import DeploymentService, DeployRequestError
+from .deployments import DeploymentService
+from .errors import ApiError
 
 log = logging.getLogger("jupyter_deploy_manager")
 
 MAX_TOKEN_LIFETIME = 10 * 365 * 24 * 3600
 """Longest ``expires_in`` a new token may have, in seconds (ten years)."""
-
-
-class ApiError(Exception):
-    """An error answered as JSON ``{"message", "reason"}`` with an HTTP status."""
-
-    def __init__(self, status: int, message: str, reason: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -109,14 +100,14 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         """Expected API errors are not server errors; keep the log for real failures."""
-        if isinstance(value, (ApiError, DeployRequestError)):
+        if isinstance(value, ApiError):
             return
         super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error is JSON ``{"message", "reason"}``."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, (ApiError, DeployRequestError)):
+        if isinstance(exc, ApiError):
             self.set_status(exc.status)
             body = {"message": exc.message, "reason": exc.reason}
         elif isinstance(exc, tornado.web.HTTPError):
@@ -127,7 +118,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, (ApiError, DeployRequestError)):
+        if isinstance(e, ApiError):
             if self._finished:
                 return
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))

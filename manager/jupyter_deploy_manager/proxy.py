@@ -10,7 +10,8 @@ import aiohttp
 
 from .deployments import NAME_RE, VERSION_RE
 from .docs import ServiceDocs
-from .handlers import ApiError, BaseHandler
+from .errors import ApiError
+from .handlers import BaseHandler
 
 log = logging.getLogger("jupyter_deploy_manager")
 

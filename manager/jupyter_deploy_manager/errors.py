@@ -1,0 +1,13 @@
+"""The one error type of the manager's API: answered as JSON ``{"message", "reason"}`` with its status."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"message", "reason"}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, reason: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
