@@ -54,8 +54,12 @@ def capture(
     version: str | None = None,
     sample: Any = None,
     requirements: list[str] | None = None,
+    monitor: bool | Iterable[str] = False,
 ) -> Bundle:
-    """Validate ``functions``, pickle them with what they reach, and pack a bundle."""
+    """Validate ``functions``, pickle them with what they reach, and pack a bundle.
+
+    ``monitor`` (True for all, or entrypoint names) marks entrypoints whose calls the manager keeps.
+    """
     if not isinstance(name, str) or not _SERVICE_NAME.match(name):
         raise CaptureError(
             f"service name {name!r} is invalid: use lowercase letters, digits and '-', "
@@ -72,6 +76,9 @@ def capture(
 
     named = _named_functions(functions)
     entrypoints = [describe(entry_name, fn) for entry_name, fn in named.items()]
+    for entry in entrypoints:
+        if entry["name"] in _monitored(monitor, named):
+            entry["monitor"] = True
     sample_info = encode_sample(sample)
     payload, modules, features = _dump(named)
     modules |= runner_modules(entrypoints, sample_info)
@@ -92,6 +99,21 @@ def capture(
     if features is not None:
         manifest["features"] = features
     return pack(manifest, payload)
+
+
+def _monitored(monitor: bool | Iterable[str], named: Mapping[str, Any]) -> set[str]:
+    """Entrypoint names to monitor; unknown names are an error, not silently ignored."""
+    if monitor is True:
+        return set(named)
+    if not monitor:
+        return set()
+    if isinstance(monitor, str):
+        monitor = [monitor]
+    wanted = set(monitor)
+    unknown = sorted(wanted - set(named))
+    if unknown:
+        raise CaptureError(f"cannot monitor {', '.join(unknown)}: no such entrypoint (have {', '.join(named)})")
+    return wanted
 
 
 def runner_modules(entrypoints: list[dict[str, Any]], sample_info: dict[str, Any] | None) -> set[str]:

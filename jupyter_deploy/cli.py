@@ -1,4 +1,4 @@
-"""The ``jupyter-deploy`` command: login, ls, logs, rm, token against a manager."""
+"""The ``jupyter-deploy`` command: login, deploy a folder, ls, logs, rm, token, versions and users against a manager."""
 
 from __future__ import annotations
 
@@ -88,6 +88,91 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy a service folder (service.py, requirements.txt) as NAME VERSION."""
+    from .deployment import deploy_bundle, reporting
+    from .folder import bundle_folder
+    from .progress import Progress
+
+    # Progress goes to stderr, so stdout keeps only the summary.
+    progress = Progress(args.name, rich=False, stream=sys.stderr)
+    client = _client(args)
+    try:
+        with reporting(progress):
+            progress.phase("capture", f"collecting the entrypoints of {args.path}")
+            bundle = bundle_folder(args.path, args.name, args.version)
+        deployment = deploy_bundle(bundle, client=client, progress=progress)
+    except DeployError:
+        if progress.failed is None:
+            raise
+        # The progress lines already end with the failure: saying it twice adds nothing.
+        return 1
+    finally:
+        client.close()
+    print(f"Deployed {deployment.name} {deployment.version}: {deployment.status}")
+    for entry in deployment.entrypoints:
+        print(f"  POST {deployment.endpoint(entry['name'])}")
+    print(f"  docs:  {deployment.url}/docs")
+    print(f"  token: {deployment.token}")
+    return 0
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    """Make VERSION the main version of NAME."""
+    answer = _client(args).promote(args.name, args.version)
+    print(f"{args.name}: main version is now {_main_version(answer, args.version)}.")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Make the previous main version of NAME main again."""
+    answer = _client(args).rollback(args.name)
+    print(f"{args.name}: rolled back; main version is now {_main_version(answer, '?')}.")
+    return 0
+
+
+def _main_version(answer: Any, default: str) -> str:
+    if isinstance(answer, dict):
+        for key in ("main_version", "main", "version"):
+            if isinstance(answer.get(key), str):
+                return answer[key]
+    return default
+
+
+def cmd_user_ls(args: argparse.Namespace) -> int:
+    """List the manager's users."""
+    users = _client(args).users()
+    print(_table([[u.get("username", ""), u.get("role", "")] for u in users], ["USERNAME", "ROLE"]))
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """Add a user with a role."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"Password for the new user {args.username}: ")
+        if getpass.getpass("Again: ") != password:
+            print("jupyter-deploy: the passwords differ", file=sys.stderr)
+            return 1
+    if not password:
+        print("jupyter-deploy: the password is empty", file=sys.stderr)
+        return 1
+    answer = _client(args).add_user(args.username, password, args.role)
+    role = answer.get("role", args.role) if isinstance(answer, dict) else args.role
+    print(f"Added user {args.username} ({role}).")
+    return 0
+
+
+def cmd_user_rm(args: argparse.Namespace) -> int:
+    """Remove a user."""
+    _client(args).remove_user(args.username)
+    print(f"Removed user {args.username}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jupyter-deploy``."""
     parser = argparse.ArgumentParser(prog="jupyter-deploy", description="Deploy notebook models; manage deployments.")
@@ -127,6 +212,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default=None)
     p.add_argument("--expires", type=float, default=None, metavar="DAYS", help="expire after DAYS days")
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("deploy", parents=[common], help="deploy a service folder (service.py, requirements.txt)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("path", metavar="PATH", help="the folder holding service.py")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("assign", parents=[common], help="make VERSION the main version of NAME")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.set_defaults(func=cmd_assign)
+
+    p = sub.add_parser("rollback", parents=[common], help="make the previous main version of NAME main again")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("user", help="manage the manager's users (admin)")
+    users = p.add_subparsers(dest="user_command", metavar="USER_COMMAND")
+    users.required = True
+    q = users.add_parser("ls", parents=[common], help="list users")
+    q.set_defaults(func=cmd_user_ls)
+    q = users.add_parser("add", parents=[common], help="add a user")
+    q.add_argument("username", metavar="USERNAME")
+    q.add_argument("--role", choices=("admin", "deployer", "viewer"), default="deployer", help="(default deployer, as the manager)")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q.set_defaults(func=cmd_user_add)
+    q = users.add_parser("rm", parents=[common], help="remove a user")
+    q.add_argument("username", metavar="USERNAME")
+    q.set_defaults(func=cmd_user_rm)
     return parser
 
 

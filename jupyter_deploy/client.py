@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import requests
 
@@ -153,6 +154,24 @@ class ManagerClient:
     def revoke(self, token_id: str) -> None:
         """Revoke a token by id."""
         self.request("DELETE", f"/api/tokens/{token_id}")
+
+    # users
+    def users(self) -> list[dict[str, Any]]:
+        """Every user with role and creation time (admins only)."""
+        return self.request("GET", "/api/users").json()["users"]
+
+    def add_user(self, username: str, password: str, role: str = "deployer") -> dict[str, Any]:
+        """Create a user of role admin, deployer or viewer (admins only); the new user's record."""
+        body = {"username": username, "password": password, "role": role}
+        return self.request("POST", "/api/users", json=body).json()
+
+    def remove_user(self, username: str) -> None:
+        """Delete a user and revoke all their tokens (admins only)."""
+        self.request("DELETE", f"/api/users/{quote(username, safe='')}")
+
+    def set_password(self, username: str, password: str) -> None:
+        """Set a user's password (admins for anyone, every user for themself)."""
+        self.request("POST", f"/api/users/{quote(username, safe='')}/password", json={"password": password})
 
     # invoking
     def invoke_raw(self, name: str, entrypoint: str, body: bytes | str) -> Any:

@@ -1,12 +1,14 @@
-"""``deploy()``: capture, upload, follow the build, and the ``Deployment`` card it returns."""
+"""``deploy()``: capture, upload, follow the build, and the ``Deployment`` card it returns; ``deploy_bundle()`` for a bundle built elsewhere."""
 
 from __future__ import annotations
 
 import html
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from .bundle import Bundle
 from .client import ManagerClient
 from .errors import BuildFailed, DeployError
 from .progress import Progress
@@ -142,44 +144,76 @@ def deploy(
     if callable(functions) and not isinstance(functions, dict):
         functions = [functions]
     progress = progress or Progress(name)
+    # Made first so that a missing login fails before the (possibly slow) capture.
     client = ManagerClient(url, token)
     try:
-        progress.phase("capture", "capturing functions and the objects they use")
-        bundle = capture(functions, name=name, version=version, sample=sample, requirements=list(requirements or []))
-        manifest = bundle.manifest
-        inferred = manifest.get("inferred", {})
-        direct = inferred.get("direct") or []
-        progress.note(
-            f"entrypoints: {', '.join(e['name'] for e in manifest['entrypoints'])}; "
-            f"requirements inferred: {', '.join(direct) or 'none'} "
-            f"({len(manifest['requirements'])} pinned with dependencies)"
-        )
-        progress.phase("upload", f"uploading {bundle.size / 1e6:.2f} MB to {client.url}")
-        answer = client.upload(name, bundle)
-        version = answer["version"]
-        final: dict[str, Any] = {}
-        for event in client.events(name, version):
-            progress.event(event)
-            if event.get("kind") == "result":
-                final = event
-        if final.get("status") != "running":
-            message = final.get("message") or "the deploy did not finish"
-            raise BuildFailed(f"deploy of {name} {version} failed: {message}", reason="deploy-failed", detail=progress.lines)
-        info = client.service(name)
-        return Deployment(
-            name=name,
-            version=version,
-            url=answer["url"],
-            token=answer["token"],
-            status="running",
-            manager_url=client.url,
-            entrypoints=manifest["entrypoints"],
-            requirements=manifest["requirements"],
-            sample=manifest.get("sample") or info.get("sample"),
-        )
+        with reporting(progress):
+            progress.phase("capture", "capturing functions and the objects they use")
+            bundle = capture(functions, name=name, version=version, sample=sample, requirements=list(requirements or []))
+        return deploy_bundle(bundle, client=client, progress=progress)
+    finally:
+        client.close()
+
+
+def deploy_bundle(
+    bundle: Bundle,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    progress: Progress | None = None,
+    client: ManagerClient | None = None,
+) -> Deployment:
+    """Upload an already-built bundle, follow its build, and wait until it answers."""
+    manifest = bundle.manifest
+    name = manifest["name"]
+    progress = progress or Progress(name)
+    own_client = client is None
+    client = client or ManagerClient(url, token)
+    try:
+        with reporting(progress):
+            inferred = manifest.get("inferred", {})
+            direct = inferred.get("direct") or []
+            progress.note(
+                f"entrypoints: {', '.join(e['name'] for e in manifest['entrypoints'])}; "
+                f"requirements inferred: {', '.join(direct) or 'none'} "
+                f"({len(manifest['requirements'])} pinned with dependencies)"
+            )
+            progress.phase("upload", f"uploading {bundle.size / 1e6:.2f} MB to {client.url}")
+            answer = client.upload(name, bundle)
+            version = answer["version"]
+            final: dict[str, Any] = {}
+            for event in client.events(name, version):
+                progress.event(event)
+                if event.get("kind") == "result":
+                    final = event
+            if final.get("status") != "running":
+                message = final.get("message") or "the deploy did not finish"
+                raise BuildFailed(
+                    f"deploy of {name} {version} failed: {message}", reason="deploy-failed", detail=progress.lines
+                )
+            info = client.service(name)
+            return Deployment(
+                name=name,
+                version=version,
+                url=answer["url"],
+                token=answer["token"],
+                status="running",
+                manager_url=client.url,
+                entrypoints=manifest["entrypoints"],
+                requirements=manifest["requirements"],
+                sample=manifest.get("sample") or info.get("sample"),
+            )
+    finally:
+        if own_client:
+            client.close()
+
+
+@contextmanager
+def reporting(progress: Progress) -> Iterator[None]:
+    """Show a DeployError raised in the block as the progress view's failure (once), then let it propagate."""
+    try:
+        yield
     except DeployError as exc:
         if progress.failed is None:
             progress.fail(exc.message)
         raise
-    finally:
-        client.close()

@@ -8,7 +8,7 @@ from typing import Any
 from jupyter_deploy import bundle as bundle_format
 
 from . import __version__
-from .auth import SCOPES
+from .auth import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, ROLES, SCOPES, USERNAME_RE
 from .handlers import MAX_TOKEN_LIFETIME, BaseHandler
 from .openapi import ERROR_SCHEMA
 
@@ -20,9 +20,10 @@ _ERRORS: dict[str, str] = {
     "or (uploads) a missing/mismatching checksum or a bad bundle.",
     "401": "No bearer token, or an unknown, expired or revoked one.",
     "403": "The token's scope (or its user's role) does not allow this.",
-    "404": "No such service, version or token.",
+    "404": "No such service, version, token or user.",
     "405": "The path names the runner's health route, which answers GET only.",
-    "409": "That version of the service exists already.",
+    "409": "The request conflicts with the current state, e.g. that version of the service or that user "
+    "exists already, or deleting the user would remove the last admin or the caller.",
     "413": "The bundle is larger than the manager accepts.",
     "422": "A field is missing, of the wrong type or out of range; the message names it.",
     "429": "Too many failed logins from this address or for this user; wait a minute.",
@@ -36,6 +37,12 @@ _NAME = {
     "pattern": bundle_format.SERVICE_NAME_RE.pattern,
     "description": "Service name: 1-48 lowercase letters, digits and dashes.",
 }
+_USERNAME = {
+    "type": "string",
+    "pattern": f"^{USERNAME_RE.pattern}$",
+    "description": "User name: a lowercase letter, then up to 31 lowercase letters, digits, '_', '.' or '-'.",
+}
+_PASSWORD = {"type": "string", "minLength": MIN_PASSWORD_LENGTH, "maxLength": MAX_PASSWORD_LENGTH}
 _VERSION = {
     "type": "string",
     "pattern": bundle_format.VERSION_RE.pattern,
@@ -93,6 +100,46 @@ def _schemas() -> dict[str, Any]:
     iso = {"type": ["string", "null"], "format": "date-time"}
     return {
         "Error": ERROR_SCHEMA,
+        "MonitoredCall": {
+            "type": "object",
+            "properties": {
+                "time": {"type": "string", "format": "date-time"},
+                "version": {"type": "string"},
+                "entrypoint": {"type": "string"},
+                "status": {"type": "integer"},
+                "latency_ms": {"type": "number"},
+                "request": {"type": "string", "description": "The request body as sent (JSON text)."},
+                "response": {"type": "string", "description": "The answer body (JSON text)."},
+            },
+            "required": ["time", "version", "entrypoint", "status", "latency_ms", "request", "response"],
+        },
+        "TrafficRequest": {
+            "type": "object",
+            "properties": {
+                "canary": {
+                    "type": ["object", "null"],
+                    "properties": {"version": _VERSION, "weight": {"type": "integer", "minimum": 0, "maximum": 100}},
+                    "required": ["version"],
+                },
+                "shadows": {"type": "array", "items": _VERSION},
+            },
+        },
+        "Traffic": {
+            "type": "object",
+            "properties": {
+                "canary": {
+                    "type": ["object", "null"],
+                    "properties": {"version": {"type": "string"}, "weight": {"type": "integer"}},
+                },
+                "shadows": {"type": "array", "items": {"type": "string"}},
+                "shadow_stats": {"type": "object", "additionalProperties": {
+                    "type": "object",
+                    "properties": {"compared": {"type": "integer"}, "differ": {"type": "integer"},
+                                   "errors": {"type": "integer"}},
+                }},
+            },
+            "required": ["canary", "shadows", "shadow_stats"],
+        },
         "Health": {
             "type": "object",
             "properties": {
@@ -157,6 +204,8 @@ def _schemas() -> dict[str, Any]:
         "Service": {
             "type": "object",
             "properties": {
+                "previous_main": {"type": ["string", "null"], "description": "Where a rollback goes."},
+                "traffic": _ref("Traffic"),
                 "name": {"type": "string"},
                 "main_version": {"type": ["string", "null"]},
                 "status": {"type": "string"},
@@ -258,6 +307,34 @@ def _schemas() -> dict[str, Any]:
             "if": {"properties": {"scope": {"const": "invoke"}}},
             "then": {"required": ["service"], "properties": {"service": {"type": "string", "minLength": 1}}},
         },
+        "User": {
+            "type": "object",
+            "description": "A user, without the password hash.",
+            "properties": {
+                "username": {"type": "string"},
+                "role": {"type": "string", "enum": list(ROLES)},
+                "created": iso,
+            },
+            "required": ["username", "role", "created"],
+        },
+        "UserRequest": {
+            "type": "object",
+            "properties": {
+                "username": _USERNAME,
+                "password": _PASSWORD,
+                "role": {
+                    "type": "string", "enum": list(ROLES), "default": "deployer",
+                    "description": "admin: everything; deployer: deploy and manage services, create invoke and "
+                    "deploy tokens; viewer: read services, logs and events, and invoke services.",
+                },
+            },
+            "required": ["username", "password"],
+        },
+        "PasswordRequest": {
+            "type": "object",
+            "properties": {"password": _PASSWORD},
+            "required": ["password"],
+        },
     }
 
 
@@ -322,6 +399,55 @@ def _service_routes() -> dict[str, Any]:
             public=True, parameters=params,
         )}
     return paths
+
+
+def _user_routes() -> dict[str, Any]:
+    """``/api/users...``: admins manage users; every user may change their own password."""
+    username = _path_param("username", _USERNAME, "The user.")
+    return {
+        "/api/users": {
+            "get": _op(
+                "listUsers", "Users and their roles (admins only)",
+                ("200", "Every user.", _json({
+                    "type": "object",
+                    "properties": {"users": {"type": "array", "items": _ref("User")}},
+                    "required": ["users"],
+                })),
+                ["401", "403"], tag="users",
+            ),
+            "post": _op(
+                "createUser", "Create a user (admins only)",
+                ("201", "The new user.", _json(_ref("User"))),
+                ["400", "401", "403", "409", "422"], tag="users",
+                description="409: the name is taken. 422: a bad name, a password shorter than "
+                f"{MIN_PASSWORD_LENGTH} characters, or an unknown role.",
+                body={"required": True, "content": _json(_ref("UserRequest"))},
+            ),
+        },
+        "/api/users/{username}": {"delete": _op(
+            "deleteUser", "Delete a user and revoke all their tokens at once (admins only)",
+            ("200", "Deleted.", _json({
+                "type": "object", "properties": {"deleted": {"type": "string"}}, "required": ["deleted"],
+            })),
+            ["400", "401", "403", "404", "409"], tag="users",
+            description="409: the user is the caller, or the last admin. Invoke tokens the user created "
+            "(including those handed out at deploy) are revoked too.",
+            parameters=[username],
+        )},
+        "/api/users/{username}/password": {"post": _op(
+            "setPassword", "Set a user's password (admins for anyone, every user for themself)",
+            ("200", "Changed; existing tokens stay valid.", _json({
+                "type": "object",
+                "properties": {"password_changed": {"type": "string"}},
+                "required": ["password_changed"],
+            })),
+            ["400", "401", "403", "404", "422"], tag="users",
+            description="403: another user's password without an admin-scope token of an admin, or an invoke "
+            "token. 404 (admins only): no such user.",
+            parameters=[username],
+            body={"required": True, "content": _json(_ref("PasswordRequest"))},
+        )},
+    }
 
 
 def manager_document(server_url: str) -> dict[str, Any]:
@@ -410,8 +536,110 @@ def manager_document(server_url: str) -> dict[str, Any]:
                 _query("tail", {"type": "integer", "default": 200},
                        "Lines to show; clamped to 1..100000."),
                 _query("version", _VERSION, "The version (default: main, else the latest)."),
+                _query("follow", {"type": "string", "default": "0"},
+                       "1 or true: after the tail, keep the stream open and send new lines as they come."),
             ],
         )},
+        "/api/services/{name}/promote": {"post": _op(
+            "promote", "Make a version main with no downtime",
+            ("200", "The service, with its new main.", _json(_ref("Service"))),
+            ["400", "401", "403", "404", "409", "422"], tag="versions",
+            description="The version is started if needed and must pass its health check before traffic "
+            "switches; requests in flight to the old main finish. 409: it cannot run (still building, or "
+            "unhealthy); main is then unchanged.",
+            parameters=[name],
+            body={"required": True, "content": _json({
+                "type": "object", "properties": {"version": _VERSION}, "required": ["version"],
+            })},
+        )},
+        "/api/services/{name}/traffic": {
+            "get": _op(
+                "getTraffic", "Canary weight and shadow versions, with how often each shadow differed from main",
+                ("200", "The settings.", _json(_ref("Traffic"))), ["400", "401", "403", "404"], tag="versions",
+                parameters=[name],
+            ),
+            "put": _op(
+                "setTraffic", "Send a share of main's calls to a canary; mirror every call to shadows",
+                ("200", "The new settings.", _json(_ref("Traffic"))), ["400", "401", "403", "404", "409", "422"],
+                tag="versions",
+                description="Canary and shadows are started if needed and must be healthy first (409 otherwise). "
+                "A shadow's answers are discarded; whether they equal main's is counted. The answer's "
+                "X-Service-Version header names the version that served a call.",
+                parameters=[name],
+                body={"required": True, "content": _json(_ref("TrafficRequest"))},
+            ),
+        },
+        "/api/services/{name}/monitor": {"get": _op(
+            "monitoredCalls", "Requests and answers of monitored entrypoints (newest `limit`, oldest first)",
+            ("200", "The calls.", {
+                "application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"records": {"type": "array", "items": _ref("MonitoredCall")}},
+                    "required": ["records"],
+                }},
+                "text/csv": {"schema": {"type": "string", "description": "Columns: " + ", ".join(
+                    ("time", "version", "entrypoint", "status", "latency_ms", "request", "response"))}},
+            }),
+            ["400", "401", "403", "404", "422"], tag="versions",
+            description="Entrypoints are monitored when deployed with `--monitor` (or `monitor=`); the manager "
+            "keeps a bounded number of calls per service.",
+            parameters=[
+                name,
+                _query("entrypoint", {"type": "string"}, "Only this entrypoint."),
+                _query("version", _VERSION, "Only this version."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000, "default": 1000}, "How many."),
+                _query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}, "Answer format."),
+            ],
+        )},
+        "/api/services/{name}/usage": {"get": _op(
+            "serviceUsage", "Memory and CPU time of each running version",
+            ("200", "Per version: memory_mb and cpu_seconds, or null when the runtime cannot tell.", _json({
+                "type": "object",
+                "properties": {"usage": {"type": "object", "additionalProperties": {
+                    "type": ["object", "null"],
+                    "properties": {"memory_mb": {"type": "number"}, "cpu_seconds": {"type": "number"}},
+                }}},
+                "required": ["usage"],
+            })),
+            ["400", "401", "403", "404"], tag="services", parameters=[name],
+        )},
+        "/api/services/{name}/rollback": {"post": _op(
+            "rollback", "Promote the version that was main before the current one",
+            ("200", "The service, with its new main.", _json(_ref("Service"))),
+            ["400", "401", "403", "404", "409"], tag="versions",
+            description="409: there is no previous main, or it did not become healthy.",
+            parameters=[name],
+        )},
+        **{f"/api/services/{{name}}/{action}": {"post": _op(
+            f"{action}Service", f"{action.capitalize()} the main version",
+            ("200", "The service.", _json(_ref("Service"))),
+            ["400", "401", "403", "404", "409"], tag="versions",
+            description="409: the version is still building, or did not become healthy.",
+            parameters=[name],
+        )} for action in ("stop", "start", "restart")},
+        "/api/services/{name}/versions/{version}": {
+            "get": _op(
+                "getVersion", "One version's status",
+                ("200", "The version.", _json({"type": "object"})),
+                ["400", "401", "403", "404"], tag="versions",
+                parameters=[name, _path_param("version", _VERSION, "The version.")],
+            ),
+            "delete": _op(
+                "deleteVersion", "Remove one version (the last one removes the service)",
+                ("200", "The service without that version.", _json({"type": "object"})),
+                ["400", "401", "403", "404", "409", "500"], tag="versions",
+                description="409: the version is main while others exist; promote another first.",
+                parameters=[name, _path_param("version", _VERSION, "The version."),
+                            _query("keep_images", {"type": "string", "default": "0"}, "1 or true: keep its image.")],
+            ),
+        },
+        **{f"/api/services/{{name}}/versions/{{version}}/{action}": {"post": _op(
+            f"{action}Version", f"{action.capitalize()} one version",
+            ("200", "The service.", _json(_ref("Service"))),
+            ["400", "401", "403", "404", "409"], tag="versions",
+            description="409: the version is still building, or did not become healthy.",
+            parameters=[name, _path_param("version", _VERSION, "The version.")],
+        )} for action in ("stop", "start", "restart")},
         "/api/events": {"get": _op(
             "listEvents", "Recorded events, newest first (at most 100)",
             ("200", "Events.", _json({
@@ -449,6 +677,7 @@ def manager_document(server_url: str) -> dict[str, Any]:
             ["400", "401", "403", "404"], tag="auth",
             parameters=[_path_param("token_id", {"type": "string", "minLength": 1}, "The token's id.")],
         )},
+        **_user_routes(),
         "/api/openapi.json": {"get": _op(
             "managerDocument", "This document", ("200", "OpenAPI 3.1.", _json({"type": "object"})), [],
             tag="docs", public=True,
@@ -456,6 +685,13 @@ def manager_document(server_url: str) -> dict[str, Any]:
         "/api/docs": {"get": _op(
             "managerDocs", "Interactive page of this API",
             ("200", "HTML.", {"text/html": {"schema": {"type": "string"}}}), [], tag="docs", public=True,
+        )},
+        "/": {"get": _op(
+            "dashboard", "The dashboard: services, logs, tokens and users in the browser",
+            ("200", "HTML; its script and style sheet are under /static/dashboard/.",
+             {"text/html": {"schema": {"type": "string"}}}), [], tag="docs", public=True,
+            description="The page itself is public; it logs in with POST /api/login and then calls this API "
+            "with that bearer token, kept in the tab's sessionStorage.",
         )},
         **_service_routes(),
     }
@@ -474,6 +710,8 @@ def manager_document(server_url: str) -> dict[str, Any]:
         "tags": [
             {"name": "manager", "description": "Health and events."},
             {"name": "auth", "description": "Login and tokens."},
+            {"name": "users", "description": "Users and their roles: admins manage them; anyone may change "
+             "their own password."},
             {"name": "services", "description": "Services, their logs, and calling them."},
             {"name": "deploy", "description": "Uploading bundles and following builds."},
             {"name": "docs", "description": "API documents and pages."},

@@ -20,6 +20,8 @@ from traitlets.config import Application
 from . import __version__
 from .api_spec import ApiOpenAPIHandler
 from .auth import Auth, LoginLimiter
+from .dashboard import STATIC_DIR as DASHBOARD_DIR
+from .dashboard import DashboardHandler, DashboardStaticHandler
 from .deployments import DeploymentService
 from .handlers import (
     EventsHandler,
@@ -36,9 +38,19 @@ from .handlers import (
     WhoAmIHandler,
 )
 from .docs import ApiDocsHandler, swagger_ui_dir
+from .monitoring import MonitorHandler, UsageHandler
 from .proxy import RunnerPool, ServiceProxyHandler, VersionProxyHandler
 from .runtimes.base import Runtime
 from .store import Store
+from .users import PasswordHandler, UserHandler, UsersHandler
+from .versions import (
+    PromoteHandler,
+    RollbackHandler,
+    ServiceActionHandler,
+    TrafficHandler,
+    VersionActionHandler,
+    VersionHandler,
+)
 
 log = logging.getLogger("jupyter_deploy_manager")
 
@@ -69,13 +81,26 @@ def make_app(store: Store, auth: Auth, deployments: DeploymentService, pool: Run
         (rf"/api/services/{name}", ServiceHandler),
         (rf"/api/services/{name}/versions", VersionsHandler),
         (rf"/api/services/{name}/versions/{name}/events", EventsHandler),
+        (rf"/api/services/{name}/versions/{name}", VersionHandler),
+        (rf"/api/services/{name}/versions/{name}/(stop|start|restart)", VersionActionHandler),
+        (rf"/api/services/{name}/promote", PromoteHandler),
+        (rf"/api/services/{name}/rollback", RollbackHandler),
+        (rf"/api/services/{name}/traffic", TrafficHandler),
+        (rf"/api/services/{name}/monitor", MonitorHandler),
+        (rf"/api/services/{name}/usage", UsageHandler),
+        (rf"/api/services/{name}/(stop|start|restart)", ServiceActionHandler),
         (rf"/api/services/{name}/logs", LogsHandler),
         (r"/api/events", EventsListHandler),
         (r"/api/tokens", TokensHandler),
         (rf"/api/tokens/{name}", TokenHandler),
+        (r"/api/users", UsersHandler),
+        (rf"/api/users/{name}", UserHandler),
+        (rf"/api/users/{name}/password", PasswordHandler),
         (r"/api/docs", ApiDocsHandler),
         (r"/api/openapi\.json", ApiOpenAPIHandler),
         (r"/static/swagger-ui/(.*)", tornado.web.StaticFileHandler, {"path": str(swagger_ui_dir())}),
+        (r"/", DashboardHandler),
+        (r"/static/dashboard/(.*)", DashboardStaticHandler, {"path": str(DASHBOARD_DIR)}),
         (rf"/services/{name}/versions/{name}/(.+)", VersionProxyHandler),
         (rf"/services/{name}/(.+)", ServiceProxyHandler),
     ]
@@ -119,6 +144,9 @@ class ManagerApp(Application):
     memory_limit = Unicode("1g", help="Memory limit of each service container.").tag(config=True)
     cpu_limit = Float(1.0, help="CPU limit of each service container, in cores.").tag(config=True)
     health_timeout = Float(180.0, help="Seconds a new version has to answer its health check.").tag(config=True)
+    monitor_keep = Int(
+        10_000, help="Monitored calls kept per service; older ones are dropped."
+    ).tag(config=True)
     admin_password = Unicode(help="Admin password; generated and printed once when empty.").tag(config=True)
 
     aliases = {
@@ -201,6 +229,7 @@ class ManagerApp(Application):
         deployments = DeploymentService(
             store, auth, runtime, data_dir, self.max_bundle_size, health_timeout=self.health_timeout
         )
+        deployments.monitor_keep = self.monitor_keep
         holder["d"] = deployments
         pool = RunnerPool()
         app = make_app(store, auth, deployments, pool)

@@ -5,15 +5,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
 
-from .store import Store, TokenRecord
+from .errors import ApiError
+from .store import Store, TokenRecord, User
 
 SCOPES = ("admin", "deploy", "invoke")
 ROLES = ("admin", "deployer", "viewer")
 TOKEN_PREFIX = "jdt_"
+USERNAME_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
+"""What a new user name must be (whole string): short, lowercase, safe in paths and shells."""
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+"""Longest password taken: scrypt runs on the event loop, so its input stays bounded."""
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -72,6 +79,17 @@ class Principal:
     def is_admin(self) -> bool:
         """Manage users and every token."""
         return self.scope == "admin" and self.role == "admin"
+
+    def may_set_password(self, username: str) -> bool:
+        """Change that user's password: admins for anyone, every user for themself."""
+        # Not with an invoke token: those are handed to a service's callers, not kept by the user.
+        return self.is_admin() or (self.username == username and self.may_view())
+
+    def refusal(self, action: str) -> str:
+        """Why this principal may not do ``action``, naming its role when the role is what stops it."""
+        if self.scope in ("admin", "deploy") and self.role not in ("admin", "deployer"):
+            return f"user {self.username!r} has role {self.role!r}, which cannot {action}"
+        return f"a token of scope {self.scope!r} (user role {self.role!r}) cannot {action}"
 
 
 class Auth:
@@ -160,6 +178,55 @@ class Auth:
         """Revoke every invoke token of a service."""
         self.store.revoke_service_tokens(service)
         self._cache.clear()
+
+    # users
+    def users(self) -> list[User]:
+        """Every user."""
+        return self.store.list_users()
+
+    def add_user(self, username: object, password: object, role: object) -> User:
+        """Create a user; 422 for a bad name, password or role, 409 when the name is taken."""
+        if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
+            raise ApiError(
+                422,
+                "username must be 1-32 characters: a lowercase letter, then lowercase letters, digits, '_', '.' or '-'",
+                "invalid-input",
+            )
+        if role not in ROLES:
+            raise ApiError(422, f"role must be one of {', '.join(ROLES)}, not {role!r}", "invalid-input")
+        digest = hash_password(_checked_password(password))
+        if not self.store.add_user(username, digest, str(role)):
+            raise ApiError(409, f"user {username!r} exists already", "user-exists")
+        user = self.store.get_user(username)
+        assert user is not None
+        return user
+
+    def delete_user(self, username: str, caller: str) -> None:
+        """Delete a user and revoke all their tokens at once; never oneself nor the last admin."""
+        if self.store.get_user(username) is None:
+            raise ApiError(404, f"no user named {username!r}", "unknown-user")
+        if username == caller:
+            raise ApiError(409, "you cannot delete yourself; another admin can", "cannot-delete-self")
+        if not self.store.delete_user(username):
+            raise ApiError(409, f"{username!r} is the last admin; make another admin first", "last-admin")
+        # Cached principals of the user's tokens must not outlive the user.
+        self._cache.clear()
+
+    def set_password(self, username: str, password: object) -> None:
+        """Replace a user's password (their existing tokens stay valid); 404 for an unknown user."""
+        digest = hash_password(_checked_password(password))
+        if not self.store.set_password(username, digest):
+            raise ApiError(404, f"no user named {username!r}", "unknown-user")
+
+
+def _checked_password(password: object) -> str:
+    if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise ApiError(
+            422,
+            f"password must be a string of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
+            "invalid-input",
+        )
+    return password
 
 
 class LoginLimiter:

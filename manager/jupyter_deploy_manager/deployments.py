@@ -54,6 +54,49 @@ def next_version(existing: list[str]) -> str:
     return f"{best[0]}.{best[1]}.{best[2] + 1}"
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """Canary weight and shadow versions of a service's main route."""
+
+    canary: str | None = None
+    weight: int = 0
+    shadows: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        """Whether anything besides main gets traffic."""
+        return bool((self.canary and self.weight) or self.shadows)
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Every version named here."""
+        return ((self.canary,) if self.canary else ()) + self.shadows
+
+    def without(self, version: str) -> "Traffic":
+        """The same settings minus one version."""
+        if self.canary == version:
+            return Traffic(None, 0, self.shadows)
+        return Traffic(self.canary, self.weight, tuple(v for v in self.shadows if v != version))
+
+    def public(self) -> dict[str, Any]:
+        """JSON view."""
+        canary = {"version": self.canary, "weight": self.weight} if self.canary else None
+        return {"canary": canary, "shadows": list(self.shadows)}
+
+    def describe(self, main: str | None) -> str:
+        """One line for the event log."""
+        parts = [f"{self.canary} takes {self.weight}% (main {main} the rest)"] if self.canary else []
+        if self.shadows:
+            parts.append(f"shadows {', '.join(self.shadows)} mirror main")
+        return "; ".join(parts) or f"all traffic to main {main}"
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> "Traffic":
+        """From the stored JSON view."""
+        canary = data.get("canary") or {}
+        return cls(canary.get("version"), int(canary.get("weight") or 0), tuple(data.get("shadows") or ()))
+
+
 @dataclass
 class DeployTask:
     """Progress of one deploy: its events so far, followed by streaming clients."""
@@ -109,9 +152,16 @@ class DeploymentService:
         self.data_dir = Path(data_dir)
         self.max_bundle_size = max_bundle_size
         self.health_timeout = health_timeout
+        self.retire_grace = 2.0
+        self._switching: dict[str, asyncio.Lock] = {}
         self.tasks: dict[tuple[str, str], DeployTask] = {}
         self.routes: dict[str, Endpoint] = {}
         self.version_routes: dict[tuple[str, str], Endpoint] = {}
+        self.mains: dict[str, str] = {}
+        self.monitor_keep = 10_000
+        self._monitored: dict[tuple[str, str], frozenset[str]] = {}
+        self.traffic: dict[str, Traffic] = {}
+        self.shadow_stats: dict[tuple[str, str], dict[str, int]] = {}
         self._background: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -141,7 +191,7 @@ class DeploymentService:
             lock=self.lock_for(record.manifest),
         )
 
-    def _spawn(self, coro: Any) -> asyncio.Task:
+    def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -204,7 +254,7 @@ class DeploymentService:
         task = DeployTask(name, version)
         self.tasks[(name, version)] = task
         task.emit("upload", "phase", f"received bundle ({len(data)} bytes, sha256 {actual[:12]})")
-        self._spawn(self._build_and_start(task))
+        self.spawn(self._build_and_start(task))
         return {"name": name, "version": version, "token": token, "token_id": record.id}
 
     async def _build_and_start(self, task: DeployTask) -> None:
@@ -246,24 +296,30 @@ class DeploymentService:
         previous = (self.store.get_service(task.service) or {}).get("main_version")
         self.store.set_version_status(task.service, task.version, "running")
         self.store.set_main(task.service, task.version)
-        self.routes[task.service] = endpoint
+        self.route(task.service, task.version, endpoint)
         self.version_routes[(task.service, task.version)] = endpoint
         self.store.add_event("deployed", f"{task.version} is main", task.service, task.version)
         task.status = "running"
         task.finished = True
         task.emit("done", "result", f"{task.service} {task.version} is running", status="running")
         if previous and previous != task.version:
-            self._spawn(self._retire(task.service, previous))
+            self.spawn(self._retire(task.service, previous))
 
     async def _retire(self, service: str, version: str) -> None:
         """Stop the previous main once the new one serves; its image stays for a rollback."""
-        record = self.store.get_version(service, version)
-        if record is None:
-            return
         # Requests already forwarded to the old version get time to finish.
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(self.retire_grace)
+        record = self.store.get_version(service, version)
+        current = self.store.get_service(service)
+        if record is None or current is None or current["main_version"] == version:
+            # Promoted back meanwhile (a quick rollback), or gone: nothing to stop.
+            return
+        if version in (self.traffic.get(service) or Traffic()).versions:
+            # Still taking canary or shadow traffic.
+            return
         try:
             self.version_routes.pop((service, version), None)
+            self.store.set_version_status(service, version, "stopping", desired="stopped")
             await asyncio.to_thread(self.runtime.stop, self.spec(record))
             self.store.set_version_status(service, version, "stopped", desired="stopped")
         except Exception as exc:  # noqa: BLE001
@@ -299,6 +355,196 @@ class DeploymentService:
                 return line.strip()
         return " | ".join(lines[-5:]) if lines else "(the service wrote no log)"
 
+    def monitored(self, name: str, version: str) -> frozenset[str]:
+        """Entrypoints of a version whose calls are kept (read once from its manifest)."""
+        key = (name, version)
+        found = self._monitored.get(key)
+        if found is None:
+            record = self.store.get_version(name, version)
+            entries = record.manifest.get("entrypoints", []) if record else []
+            found = frozenset(e["name"] for e in entries if isinstance(e, dict) and e.get("monitor"))
+            self._monitored[key] = found
+        return found
+
+    def record_call(
+        self, name: str, version: str, entrypoint: str, status: int, latency_ms: float, request: bytes, response: bytes
+    ) -> None:
+        """Keep a monitored call's request and answer."""
+        self.store.add_prediction(
+            name, version, entrypoint, status, latency_ms,
+            request.decode(errors="replace"), response.decode(errors="replace"), self.monitor_keep,
+        )
+
+    async def usage(self, name: str) -> dict[str, dict[str, float] | None]:
+        """Memory and CPU time of each running version of a service."""
+        self.version_record(name)
+        out: dict[str, dict[str, float] | None] = {}
+        for record in self.store.list_versions(name):
+            if (name, record.version) in self.version_routes:
+                out[record.version] = await asyncio.to_thread(self.runtime.usage, self.spec(record))
+        return out
+
+    def route(self, name: str, version: str, endpoint: Endpoint) -> None:
+        """Send the service's main traffic to this version's runner."""
+        self.routes[name] = endpoint
+        self.mains[name] = version
+        self.version_routes[(name, version)] = endpoint
+
+    # canary and shadow traffic
+    async def set_traffic(self, name: str, canary: str | None, weight: int, shadows: list[str]) -> dict[str, Any]:
+        """Route ``weight`` % of main's calls to a canary and mirror every call to the shadows."""
+        async with self._switch_lock(name):
+            service, _ = self.version_record(name)
+            main = service["main_version"]
+            wanted = ([canary] if canary else []) + list(shadows)
+            if len(set(wanted)) != len(wanted):
+                raise ApiError(422, "a version can be canary or shadow, not both, and is named once", "invalid-input")
+            if main in wanted:
+                raise ApiError(422, f"{main} is main; canary and shadows are other versions", "invalid-input")
+            records = [self.version_record(name, v)[1] for v in wanted]
+            for record in records:
+                if (name, record.version) not in self.version_routes:
+                    try:
+                        await self.run_version(record)
+                    except Exception as exc:  # noqa: BLE001 - traffic stays as it was
+                        raise ApiError(409, f"{name} {record.version} did not become healthy: {exc}", "unhealthy") from exc
+            traffic = Traffic(canary=canary, weight=weight if canary else 0, shadows=tuple(shadows))
+            self.store.set_traffic(name, traffic.public() if traffic.active else None)
+            if traffic.active:
+                self.traffic[name] = traffic
+            else:
+                self.traffic.pop(name, None)
+            for key in [k for k in self.shadow_stats if k[0] == name and k[1] not in traffic.shadows]:
+                del self.shadow_stats[key]
+            self.store.add_event("traffic", traffic.describe(main), name, None)
+        return self.describe(name)
+
+    def _drop_from_traffic(self, name: str, version: str) -> None:
+        """A version that becomes main or goes away leaves the canary/shadow settings."""
+        traffic = self.traffic.get(name)
+        if traffic is None or version not in traffic.versions:
+            return
+        updated = traffic.without(version)
+        self.store.set_traffic(name, updated.public() if updated.active else None)
+        if updated.active:
+            self.traffic[name] = updated
+        else:
+            self.traffic.pop(name, None)
+        self.shadow_stats.pop((name, version), None)
+
+    def shadow_result(self, name: str, version: str, outcome: str) -> None:
+        """Count one mirrored call: ``same``, ``differ`` or ``error``."""
+        stats = self.shadow_stats.setdefault((name, version), {"compared": 0, "differ": 0, "errors": 0})
+        if outcome == "error":
+            stats["errors"] += 1
+            return
+        stats["compared"] += 1
+        if outcome == "differ":
+            stats["differ"] += 1
+
+    def traffic_view(self, name: str) -> dict[str, Any]:
+        """Canary and shadow settings with the shadows' comparison counts."""
+        traffic = self.traffic.get(name) or Traffic()
+        view = traffic.public()
+        view["shadow_stats"] = {
+            v: self.shadow_stats.get((name, v), {"compared": 0, "differ": 0, "errors": 0}) for v in traffic.shadows
+        }
+        return view
+
+    # versions and lifecycle
+    def _switch_lock(self, name: str) -> asyncio.Lock:
+        return self._switching.setdefault(name, asyncio.Lock())
+
+    async def run_version(self, record: VersionRecord) -> Endpoint:
+        """Start a version (if needed) and wait until it is healthy."""
+        spec = self.spec(record)
+        endpoint = await asyncio.to_thread(self.runtime.start, spec)
+        await self.wait_healthy(spec, endpoint)
+        self.store.set_version_status(record.service, record.version, "running", desired="running")
+        self.version_routes[(record.service, record.version)] = endpoint
+        return endpoint
+
+    async def promote(self, name: str, version: str) -> dict[str, Any]:
+        """Make a version main with no downtime: it must be healthy before traffic switches to it."""
+        async with self._switch_lock(name):
+            service, record = self.version_record(name, version)
+            if record.status in ("building", "starting"):
+                raise ApiError(409, f"{name} {version} is still {record.status}; wait for its deploy", "not-ready")
+            if record.status == "failed" and not (self.bundle_dir(name, version) / bundle_format.PAYLOAD).exists():
+                raise ApiError(409, f"{name} {version} failed and cannot run: {record.error}", "failed-version")
+            previous = service["main_version"]
+            try:
+                endpoint = await self.run_version(record)
+            except ApiError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the old main keeps serving; say why
+                self.store.add_event("failed", f"promote failed: {exc}", name, version)
+                raise ApiError(409, f"{name} {version} did not become healthy, main is unchanged: {exc}", "unhealthy") from exc
+            self.store.set_main(name, version)
+            self._drop_from_traffic(name, version)
+            self.route(name, version, endpoint)
+            self.store.add_event("promoted", f"{version} is main (was {previous})", name, version)
+        if previous and previous != version:
+            self.spawn(self._retire(name, previous))
+        return self.describe(name)
+
+    async def rollback(self, name: str) -> dict[str, Any]:
+        """Promote the version that was main before the current one."""
+        service, _ = self.version_record(name)
+        previous = service.get("previous_main")
+        if not previous or self.store.get_version(name, previous) is None:
+            raise ApiError(409, f"{name} has no previous main version to roll back to", "no-previous")
+        return await self.promote(name, previous)
+
+    async def stop_version(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Stop a version (main by default); the main route answers 503 until it is started again."""
+        service, record = self.version_record(name, version)
+        self.version_routes.pop((name, record.version), None)
+        self._drop_from_traffic(name, record.version)
+        if service["main_version"] == record.version:
+            self.routes.pop(name, None)
+        self.store.set_version_status(name, record.version, "stopping", desired="stopped")
+        await asyncio.to_thread(self.runtime.stop, self.spec(record))
+        self.store.set_version_status(name, record.version, "stopped", desired="stopped")
+        self.store.add_event("stopped", f"{record.version} stopped", name, record.version)
+        return self.describe(name)
+
+    async def start_version(self, name: str, version: str | None = None, restart: bool = False) -> dict[str, Any]:
+        """Start (or restart) a version (main by default) and wait for its health check."""
+        service, record = self.version_record(name, version)
+        if record.status in ("building", "starting"):
+            raise ApiError(409, f"{name} {record.version} is still {record.status}", "not-ready")
+        if restart:
+            await asyncio.to_thread(self.runtime.stop, self.spec(record))
+        try:
+            endpoint = await self.run_version(record)
+        except Exception as exc:  # noqa: BLE001
+            self.store.set_version_status(name, record.version, "failed", error=str(exc), desired="stopped")
+            raise ApiError(409, f"{name} {record.version} did not become healthy: {exc}", "unhealthy") from exc
+        if service["main_version"] == record.version:
+            self.route(name, record.version, endpoint)
+        kind = "restarted" if restart else "started"
+        self.store.add_event(kind, f"{record.version} {kind}", name, record.version)
+        return self.describe(name)
+
+    async def delete_version(self, name: str, version: str, keep_image: bool = False) -> dict[str, Any]:
+        """Remove one version; main can only go once another version is main (or it is the last one)."""
+        service, record = self.version_record(name, version)
+        versions = self.store.list_versions(name)
+        if service["main_version"] == version and len(versions) > 1:
+            raise ApiError(409, f"{version} is main: promote another version first, or delete the service", "is-main")
+        if len(versions) == 1:
+            await self.delete(name, keep_images=keep_image)
+            return {"name": name, "deleted": True}
+        self.version_routes.pop((name, version), None)
+        self._monitored.pop((name, version), None)
+        self._drop_from_traffic(name, version)
+        await asyncio.to_thread(self.runtime.remove, self.spec(record), keep_image)
+        self.store.delete_version(name, version)
+        self.store.add_event("deleted", f"version {version} deleted", name, version)
+        shutil.rmtree(self.bundle_dir(name, version), ignore_errors=True)
+        return self.describe(name)
+
     async def refresh_route(self, name: str) -> Endpoint | None:
         """Ask the runtime again where the main version answers (after a restart on a new port)."""
         service = self.store.get_service(name)
@@ -309,8 +555,7 @@ class DeploymentService:
             return None
         endpoint = await asyncio.to_thread(self.runtime.endpoint, self.spec(record))
         if endpoint is not None:
-            self.routes[name] = endpoint
-            self.version_routes[(name, record.version)] = endpoint
+            self.route(name, record.version, endpoint)
         return endpoint
 
     # queries
@@ -327,6 +572,8 @@ class DeploymentService:
         return {
             "name": name,
             "main_version": main,
+            "previous_main": service.get("previous_main"),
+            "traffic": self.traffic_view(name),
             "status": main_record.status if main_record else (latest.status if latest else "empty"),
             "created_by": service["created_by"],
             "versions": [v.public() for v in versions],
@@ -399,17 +646,27 @@ class DeploymentService:
         if service is None:
             raise ApiError(404, f"no service named {name!r}", "unknown-service")
         self.routes.pop(name, None)
+        self.mains.pop(name, None)
+        self.traffic.pop(name, None)
+        for key in [k for k in self.shadow_stats if k[0] == name]:
+            del self.shadow_stats[key]
         for record in self.store.list_versions(name):
             self.version_routes.pop((name, record.version), None)
             await asyncio.to_thread(self.runtime.remove, self.spec(record), keep_images)
         self.auth.revoke_service(name)
         self.store.delete_service(name)
+        self.store.delete_predictions(name)
+        for key in [k for k in self._monitored if k[0] == name]:
+            del self._monitored[key]
         self.store.add_event("deleted", f"service {name} deleted", name, None)
         shutil.rmtree(self.data_dir / "bundles" / name, ignore_errors=True)
 
     # startup
     async def reconcile(self) -> None:
         """Bring the runtime in line with the store after a (re)start of the manager."""
+        for service in self.store.list_services():
+            if service.get("traffic"):
+                self.traffic[service["name"]] = Traffic.load(json.loads(service["traffic"]))
         known: set[tuple[str, str]] = set()
         for record in self.store.list_versions():
             known.add((record.service, record.version))
@@ -434,7 +691,7 @@ class DeploymentService:
                 self.version_routes[(record.service, record.version)] = endpoint
                 service = self.store.get_service(record.service)
                 if service and service["main_version"] == record.version:
-                    self.routes[record.service] = endpoint
+                    self.route(record.service, record.version, endpoint)
             except Exception as exc:  # noqa: BLE001 - one broken version must not stop the others
                 self.store.set_version_status(record.service, record.version, "failed", error=str(exc))
                 self.store.add_event("failed", f"could not start after restart: {exc}", record.service, record.version)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from typing import Any
 
 import tornado.web
@@ -57,12 +59,21 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(403, f"a token of scope {p.scope!r} cannot use the management API", "forbidden")
         return p
 
-    def need_deploy(self) -> Principal:
-        """A token that may deploy and manage services."""
+    def need_deploy(self, action: str = "deploy or change services") -> Principal:
+        """A token that may deploy and manage services (and create tokens); the 403 names the role."""
         p = self.principal()
         if not p.may_deploy():
+            raise ApiError(403, p.refusal(action), "forbidden")
+        return p
+
+    def need_admin(self, action: str = "manage users") -> Principal:
+        """An admin token of an admin user."""
+        p = self.principal()
+        if not p.is_admin():
+            if p.role != "admin":
+                raise ApiError(403, f"user {p.username!r} has role {p.role!r}; only admins can {action}", "forbidden")
             raise ApiError(
-                403, f"a token of scope {p.scope!r} (user role {p.role!r}) cannot deploy or change services", "forbidden"
+                403, f"a token of scope {p.scope!r} cannot {action}; it takes an admin-scope token", "forbidden"
             )
         return p
 
@@ -189,7 +200,7 @@ class ServiceHandler(BaseHandler):
 
     async def delete(self, name: str) -> None:
         """Stop and remove a service."""
-        self.need_deploy()
+        self.need_deploy("delete services")
         keep = self.get_query_argument("keep_images", "0") in ("1", "true")
         await self.deployments.delete(name, keep_images=keep)
         self.send({"deleted": name})
@@ -250,7 +261,48 @@ class LogsHandler(BaseHandler):
             None, self.deployments.logs, name, version, max(1, min(tail, 100_000))
         )
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(text)
+        if self.get_query_argument("follow", "0") not in ("1", "true"):
+            self.finish(text)
+            return
+        self.write(text)
+        await self._follow(name, version)
+
+    async def _follow(self, name: str, version: str | None) -> None:
+        """Stream new lines until the client goes away."""
+        _, record = self.deployments.version_record(name, version)
+        spec = self.deployments.spec(record)
+        runtime = self.deployments.runtime
+        self._stop = stop = threading.Event()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            try:
+                for line in runtime.follow(spec, stop):
+                    loop.call_soon_threadsafe(queue.put_nowait, line)
+            except Exception:  # noqa: BLE001 - the version went away; end the stream
+                log.debug("log follow of %s %s ended", name, record.version, exc_info=True)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        # Its own thread: a follower may last for hours and must not hold a pool worker.
+        threading.Thread(target=pump, name=f"follow-{name}", daemon=True).start()
+        try:
+            await self.flush()
+            while (line := await queue.get()) is not None:
+                self.write(line + "\n")
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return
+        finally:
+            stop.set()
+        self.finish()
+
+    def on_connection_close(self) -> None:
+        """Stop following when the client leaves."""
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
 
 
 class EventsListHandler(BaseHandler):
@@ -274,7 +326,7 @@ class TokensHandler(BaseHandler):
 
     def post(self) -> None:
         """Create a token of some scope, optionally expiring."""
-        p = self.need_deploy()
+        p = self.need_deploy("create tokens")
         body = self.json_body()
         scope = body.get("scope", "invoke")
         if scope not in SCOPES:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from urllib.parse import quote
 
 import aiohttp
@@ -76,7 +78,16 @@ class ServiceProxyHandler(BaseHandler):
                 raise ApiError(403, f"this token is for service {principal.service!r}, not {name!r}", "forbidden")
             raise ApiError(403, "this token cannot invoke services", "forbidden")
         deployments = self.deployments
-        endpoint = deployments.routes.get(name) if version is None else deployments.version_routes.get((name, version))
+        traffic = deployments.traffic.get(name) if version is None else None
+        if version is None:
+            endpoint = deployments.routes.get(name)
+            served_by = deployments.mains.get(name)
+            if traffic is not None and traffic.canary and random.random() * 100 < traffic.weight:
+                canary = deployments.version_routes.get((name, traffic.canary))
+                if canary is not None:
+                    endpoint, served_by = canary, traffic.canary
+        else:
+            endpoint, served_by = deployments.version_routes.get((name, version)), version
         if endpoint is None:
             raise self._not_routable(name, version)
         headers = {"Content-Type": self.request.headers.get("Content-Type", "application/json")}
@@ -84,6 +95,7 @@ class ServiceProxyHandler(BaseHandler):
         body = self.request.body if method == "POST" else None
         # Tornado hands the path over decoded; quoted again, a '?' or '#' in it stays part of the path.
         path = quote(path, safe="/")
+        started = time.perf_counter()
         try:
             resp = await session.request(method, f"{endpoint.url}/{path}", data=body, headers=headers)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
@@ -99,12 +111,23 @@ class ServiceProxyHandler(BaseHandler):
             raise self._unreachable(name, endpoint.url, exc) from exc
         async with resp:
             self.set_status(resp.status)
+            if served_by:
+                self.set_header("X-Service-Version", served_by)
             for key, value in resp.headers.items():
                 if key.lower() not in _SKIP_RESPONSE_HEADERS:
                     self.set_header(key, value)
             try:
                 if resp.content_length is not None and resp.content_length <= _BUFFER_LIMIT:
-                    self.finish(await resp.read())
+                    answer = await resp.read()
+                    self.finish(answer)
+                    if method == "POST" and served_by and path in deployments.monitored(name, served_by):
+                        deployments.record_call(
+                            name, served_by, path, resp.status, (time.perf_counter() - started) * 1000, body or b"", answer
+                        )
+                    if traffic is not None and traffic.shadows and method == "POST":
+                        for shadow in traffic.shadows:
+                            # Mirrored after main answered: the caller never waits for a shadow.
+                            deployments.spawn(self._mirror(name, shadow, path, body, headers, resp.status, answer))
                     return
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     self.write(chunk)
@@ -117,6 +140,25 @@ class ServiceProxyHandler(BaseHandler):
                 self.request.connection.close()
                 return
             self.finish()
+
+    async def _mirror(
+        self, name: str, shadow: str, path: str, body: bytes | None, headers: dict[str, str], status: int, answer: bytes
+    ) -> None:
+        """Send a copy of a call to a shadow version, discard its answer, count whether it differs."""
+        deployments = self.deployments
+        endpoint = deployments.version_routes.get((name, shadow))
+        if endpoint is None:
+            deployments.shadow_result(name, shadow, "error")
+            return
+        try:
+            async with self.settings["jd_pool"].session().post(
+                f"{endpoint.url}/{path}", data=body, headers=headers
+            ) as resp:
+                same = resp.status == status and await resp.read() == answer
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            deployments.shadow_result(name, shadow, "error")
+            return
+        deployments.shadow_result(name, shadow, "same" if same else "differ")
 
     @staticmethod
     def _unreachable(name: str, url: str, exc: BaseException) -> ApiError:

@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    service TEXT NOT NULL,
+    version TEXT NOT NULL,
+    entrypoint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    request TEXT NOT NULL,
+    response TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_by_service ON predictions (service, id);
 """
 
 
@@ -65,6 +77,11 @@ class User:
     username: str
     password_hash: str
     role: str
+    created: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        """JSON-safe view without the password hash."""
+        return {"username": self.username, "role": self.role, "created": _iso(self.created)}
 
 
 @dataclass
@@ -152,6 +169,15 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        # Columns added after the first release; databases of older managers gain them here.
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(services)").fetchall()}
+        if "previous_main" not in columns:
+            self._db.execute("ALTER TABLE services ADD COLUMN previous_main TEXT")
+        if "traffic" not in columns:
+            self._db.execute("ALTER TABLE services ADD COLUMN traffic TEXT")
 
     def close(self) -> None:
         """Close the database."""
@@ -169,7 +195,9 @@ class Store:
     # users
     def get_user(self, username: str) -> User | None:
         """The user of that name, or None."""
-        rows = self._rows("SELECT username, password_hash, role FROM users WHERE username = ?", (username,))
+        rows = self._rows(
+            "SELECT username, password_hash, role, created FROM users WHERE username = ?", (username,)
+        )
         return User(**dict(rows[0])) if rows else None
 
     def put_user(self, username: str, password_hash: str, role: str) -> None:
@@ -182,7 +210,46 @@ class Store:
 
     def list_users(self) -> list[User]:
         """All users."""
-        return [User(**dict(r)) for r in self._rows("SELECT username, password_hash, role FROM users ORDER BY username")]
+        rows = self._rows("SELECT username, password_hash, role, created FROM users ORDER BY username")
+        return [User(**dict(r)) for r in rows]
+
+    def add_user(self, username: str, password_hash: str, role: str) -> bool:
+        """Create a user; False when the name is taken (never overwrites, unlike put_user)."""
+        try:
+            self._exec(
+                "INSERT INTO users (username, password_hash, role, created) VALUES (?, ?, ?, ?)",
+                (username, password_hash, role, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def set_password(self, username: str, password_hash: str) -> bool:
+        """Replace a user's password hash; False for an unknown user."""
+        cur = self._exec("UPDATE users SET password_hash = ? WHERE username = ?", (password_hash, username))
+        return cur.rowcount > 0
+
+    def delete_user(self, username: str) -> bool:
+        """Delete a user and revoke all their tokens; False (nothing changed) if absent or the last admin."""
+        with self._lock:
+            # One transaction: the last-admin check, the delete and the revocation cannot interleave.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = self._db.execute(
+                    "DELETE FROM users WHERE username = ? AND "
+                    "(role != 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)",
+                    (username,),
+                ).rowcount
+                if deleted:
+                    self._db.execute(
+                        "UPDATE tokens SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
+                        (time.time(), username),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return deleted > 0
 
     # tokens
     def add_token(
@@ -249,16 +316,81 @@ class Store:
 
     def get_service(self, name: str) -> dict[str, Any] | None:
         """The service row as a dict, or None."""
-        rows = self._rows("SELECT name, main_version, created, created_by FROM services WHERE name = ?", (name,))
+        rows = self._rows(
+            "SELECT name, main_version, previous_main, traffic, created, created_by FROM services WHERE name = ?",
+            (name,),
+        )
         return dict(rows[0]) if rows else None
 
     def list_services(self) -> list[dict[str, Any]]:
         """All service rows."""
-        return [dict(r) for r in self._rows("SELECT name, main_version, created, created_by FROM services ORDER BY name")]
+        return [
+            dict(r)
+            for r in self._rows(
+                "SELECT name, main_version, previous_main, traffic, created, created_by FROM services ORDER BY name"
+            )
+        ]
 
     def set_main(self, name: str, version: str | None) -> None:
-        """Point the service's main at a version."""
-        self._exec("UPDATE services SET main_version = ? WHERE name = ?", (version, name))
+        """Point the service's main at a version, remembering the one before for a rollback."""
+        with self._lock:
+            row = self._db.execute("SELECT main_version FROM services WHERE name = ?", (name,)).fetchone()
+            previous = row["main_version"] if row else None
+            if previous == version:
+                return
+            self._db.execute(
+                "UPDATE services SET main_version = ?, previous_main = ? WHERE name = ?", (version, previous, name)
+            )
+
+    def add_prediction(
+        self, service: str, version: str, entrypoint: str, status: int, latency_ms: float,
+        request: str, response: str, keep: int,
+    ) -> None:
+        """Keep one monitored call; only the newest ``keep`` of a service are kept."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO predictions (time, service, version, entrypoint, status, latency_ms, request, response) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), service, version, entrypoint, status, latency_ms, request, response),
+            )
+            # Trimming every 100th row keeps inserts cheap; the bound overshoots by at most 100.
+            if cursor.lastrowid and cursor.lastrowid % 100 == 0:
+                self._db.execute(
+                    "DELETE FROM predictions WHERE service = ? AND id <= "
+                    "(SELECT id FROM predictions WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (service, service, keep),
+                )
+
+    def list_predictions(
+        self, service: str, entrypoint: str | None = None, version: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Monitored calls of a service, oldest first (the newest ``limit``)."""
+        sql = "SELECT * FROM predictions WHERE service = ?"
+        args: list[Any] = [service]
+        if entrypoint:
+            sql += " AND entrypoint = ?"
+            args.append(entrypoint)
+        if version:
+            sql += " AND version = ?"
+            args.append(version)
+        rows = self._rows(f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) ORDER BY id", (*args, limit))
+        return [dict(r, time=_iso(r["time"])) for r in rows]
+
+    def delete_predictions(self, service: str) -> None:
+        """Forget a deleted service's monitored calls."""
+        self._exec("DELETE FROM predictions WHERE service = ?", (service,))
+
+    def set_traffic(self, name: str, traffic: dict[str, Any] | None) -> None:
+        """Store a service's canary and shadow settings."""
+        self._exec("UPDATE services SET traffic = ? WHERE name = ?", (json.dumps(traffic) if traffic else None, name))
+
+    def delete_version(self, service: str, version: str) -> None:
+        """Forget one version."""
+        with self._lock:
+            self._db.execute("DELETE FROM versions WHERE service = ? AND version = ?", (service, version))
+            self._db.execute(
+                "UPDATE services SET previous_main = NULL WHERE name = ? AND previous_main = ?", (service, version)
+            )
 
     def delete_service(self, name: str) -> None:
         """Forget a service and its versions."""

@@ -228,3 +228,12 @@ def test_manager_restart_keeps_everything_and_restarts_what_stopped(runtime_mana
     assert runtime_manager.client().service("iris")["main_version"] == main
     events = runtime_manager.client().events_log("iris")
     assert any(e["kind"] == "restarted" for e in events)
+
+
+def test_usage_reports_memory_and_cpu_of_running_versions(runtime_manager, iris):
+    resp = requests.get(f"{runtime_manager.url}/api/services/iris/usage", headers=runtime_manager.headers(), timeout=60)
+    assert resp.status_code == 200
+    usage = resp.json()["usage"]
+    main = runtime_manager.client().service("iris")["main_version"]
+    assert usage[main]["memory_mb"] > 20  # pandas and scikit-learn are loaded
+    assert usage[main]["cpu_seconds"] > 0

@@ -14,9 +14,11 @@ from jupyter_deploy_manager.api_spec import manager_document
 from jupyter_deploy_manager.app import make_app
 
 METHODS = ("get", "post", "put", "patch", "delete")
-PUBLIC = {"health", "login", "managerDocument", "managerDocs", "serviceDocs", "serviceDocsVersion"}
+PUBLIC = {"health", "login", "managerDocument", "managerDocs", "serviceDocs", "serviceDocsVersion",
+          "dashboard"}
 # Values put into path templates to find the route a documented path lands on.
-SAMPLE_PARAMS = {"name": "iris", "version": "0.1.0", "entrypoint": "predict", "token_id": "0123abcd"}
+SAMPLE_PARAMS = {"name": "iris", "version": "0.1.0", "entrypoint": "predict", "token_id": "0123abcd",
+                 "username": "alice"}
 
 
 def _routes() -> list[tuple[re.Pattern[str], type]]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 LogSink = Callable[[str], None]
 """Receives build/start log lines as they come."""
@@ -106,8 +107,16 @@ class Runtime(ABC):
         """The last ``tail`` lines of the version's log."""
 
     @abstractmethod
+    def follow(self, spec: VersionSpec, stop: "threading.Event") -> Iterator[str]:
+        """Yield log lines written from now on, until ``stop`` is set (checked at least twice a second)."""
+
+    @abstractmethod
     def managed(self) -> list[tuple[str, str]]:
         """(service, version) pairs this runtime is running, for reconciliation."""
+
+    def usage(self, spec: VersionSpec) -> dict[str, float] | None:
+        """``{"memory_mb", "cpu_seconds"}`` of a running version, or None when unknown."""
+        return None
 
     def close(self) -> None:
         """Release resources held by the runtime (not the versions it runs)."""

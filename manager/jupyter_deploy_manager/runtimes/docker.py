@@ -333,6 +333,19 @@ class DockerRuntime(Runtime):
         # deploy wait out its health timeout instead of showing the runner's error.
         return "running" if container.status == "running" else "exited"
 
+    def usage(self, spec: VersionSpec) -> dict[str, float] | None:
+        """Memory and CPU time of the container, from one stats sample."""
+        container = self._container(self.container_name(spec))
+        if container is None or container.status != "running":
+            return None
+        try:
+            stats = container.stats(stream=False, one_shot=True)
+        except docker.errors.APIError:
+            return None
+        memory = (stats.get("memory_stats") or {}).get("usage") or 0
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+        return {"memory_mb": round(memory / 2**20, 1), "cpu_seconds": round(cpu_ns / 1e9, 2)}
+
     def endpoint(self, spec: VersionSpec) -> Endpoint | None:
         """The container's address on the internal network while it runs."""
         container = self._container(self.container_name(spec))
@@ -347,6 +360,28 @@ class DockerRuntime(Runtime):
         if container is None:
             return ""
         return container.logs(stdout=True, stderr=True, tail=tail).decode(errors="replace")
+
+    def follow(self, spec: VersionSpec, stop: threading.Event) -> Iterator[str]:
+        """New log lines of the container, polled with timestamps so a stop is noticed quickly."""
+        since = time.time()
+        seen: set[str] = set()
+        while not stop.is_set():
+            container = self._container(self.container_name(spec))
+            if container is not None:
+                raw = container.logs(stdout=True, stderr=True, timestamps=True, since=since)
+                newest = since
+                for line in raw.decode(errors="replace").splitlines():
+                    stamp, _, text = line.partition(" ")
+                    if stamp in seen:
+                        continue
+                    seen.add(stamp)
+                    newest = max(newest, _parse_stamp(stamp) or newest)
+                    yield text
+                # Lines at the boundary second come again next time; their stamps are remembered.
+                if newest > since:
+                    since = newest
+                    seen = {s for s in seen if (_parse_stamp(s) or 0) >= since - 1}
+            stop.wait(0.3)
 
     def managed(self) -> list[tuple[str, str]]:
         """(service, version) of every container of this instance, running or not."""
@@ -467,3 +502,15 @@ def _app_tar(bundle_dir: Path) -> bytes:
                     raise RuntimeError_(f"bundle dir {bundle_dir} lacks {member}")
                 add(source, f"app/bundle/{member}")
     return buf.getvalue()
+
+
+def _parse_stamp(stamp: str) -> float | None:
+    """Seconds since the epoch of a Docker log timestamp (RFC 3339 with nanoseconds)."""
+    import datetime as _dt
+
+    try:
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        base = _dt.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.timezone.utc).timestamp()
+        return base + float(f"0.{frac or 0}")
+    except ValueError:
+        return None

@@ -424,9 +424,43 @@ class ProcessRuntime(Runtime):
             proc = self._procs.get(spec.key)
         return proc.pid if proc is not None and self._alive(proc) else None
 
+    def usage(self, spec: VersionSpec) -> dict[str, float] | None:
+        """Resident memory and CPU time of the runner process, from /proc."""
+        pid = self.pid(spec)
+        if pid is None:
+            return None
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        rss_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        ticks = os.sysconf("SC_CLK_TCK")
+        # utime and stime are fields 14 and 15 of stat; the split above starts at field 3.
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        return {"memory_mb": round(rss_kb / 1024, 1), "cpu_seconds": round(cpu, 2)}
+
     def logs(self, spec: VersionSpec, tail: int = 200) -> str:
         """The last ``tail`` lines of the version's service.log."""
         return _tail(self.stage_dir(spec) / "service.log", tail)
+
+    def follow(self, spec: VersionSpec, stop: threading.Event) -> Iterator[str]:
+        """New lines of the version's service.log as they are written."""
+        path = self.stage_dir(spec) / "service.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            pending = b""
+            while not stop.is_set():
+                chunk = fh.read(65536)
+                if not chunk:
+                    stop.wait(0.2)
+                    continue
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
 
     def managed(self) -> list[tuple[str, str]]:
         """(service, version) of every version started and not removed, running or not."""
