@@ -501,6 +501,9 @@ def manager_document(server_url: str) -> dict[str, Any]:
             "checksum or a bundle that is not a valid format-1 bundle.",
             parameters=[
                 name,
+                _query("main", {"type": "string", "enum": ["0", "1", "true", "false"], "default": "1"},
+                       "0 or false: run the new version at its own path and leave main as it is "
+                       "(promote it later); the first version is main anyway."),
                 {"name": "X-Bundle-SHA256", "in": "header", "required": True,
                  "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
                  "description": "sha256 of the body, hex."},

@@ -106,6 +106,7 @@ class DeployTask:
     events: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
     status: str = "building"
+    make_main: bool = True
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def emit(self, phase: str, kind: str, message: str, **extra: Any) -> None:
@@ -211,8 +212,14 @@ class DeploymentService:
             await self._session.close()
 
     # deploy
-    def submit(self, name: str, data: bytes, sha256: str | None, username: str) -> dict[str, Any]:
-        """Accept an uploaded bundle, start building it, return the new version and an invoke token."""
+    def submit(
+        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True
+    ) -> dict[str, Any]:
+        """Accept an uploaded bundle, start building it, return the new version and an invoke token.
+
+        With ``make_main`` False the new version runs at its own path and main stays as it is
+        (the first version of a service is main whatever is asked).
+        """
         check_name(name)
         if len(data) > self.max_bundle_size:
             raise ApiError(
@@ -251,7 +258,7 @@ class DeploymentService:
         self.store.ensure_service(name, username)
         self.store.add_version(name, version, manifest, lock.hash)
         token, record = self.auth.issue(username, "invoke", name, None, note=f"deploy {version}")
-        task = DeployTask(name, version)
+        task = DeployTask(name, version, make_main=make_main)
         self.tasks[(name, version)] = task
         task.emit("upload", "phase", f"received bundle ({len(data)} bytes, sha256 {actual[:12]})")
         self.spawn(self._build_and_start(task))
@@ -295,13 +302,18 @@ class DeploymentService:
             return
         previous = (self.store.get_service(task.service) or {}).get("main_version")
         self.store.set_version_status(task.service, task.version, "running")
-        self.store.set_main(task.service, task.version)
-        self.route(task.service, task.version, endpoint)
         self.version_routes[(task.service, task.version)] = endpoint
-        self.store.add_event("deployed", f"{task.version} is main", task.service, task.version)
         task.status = "running"
         task.finished = True
-        task.emit("done", "result", f"{task.service} {task.version} is running", status="running")
+        if previous and not task.make_main:
+            self.store.add_event("deployed", f"{task.version} runs beside main {previous}", task.service, task.version)
+            task.emit("done", "result", f"{task.service} {task.version} is running beside main {previous}",
+                      status="running", main=False)
+            return
+        self.store.set_main(task.service, task.version)
+        self.route(task.service, task.version, endpoint)
+        self.store.add_event("deployed", f"{task.version} is main", task.service, task.version)
+        task.emit("done", "result", f"{task.service} {task.version} is running", status="running", main=True)
         if previous and previous != task.version:
             self.spawn(self._retire(task.service, previous))
 

@@ -212,8 +212,12 @@ class VersionsHandler(BaseHandler):
     def post(self, name: str) -> None:
         """Accept a bundle and start building it."""
         p = self.need_deploy()
+        main = self.get_query_argument("main", "1")
+        if main not in ("0", "1", "true", "false"):
+            raise ApiError(422, "main must be 1/true (the new version becomes main) or 0/false", "invalid-input")
         result = self.deployments.submit(
-            name, self.request.body, self.request.headers.get("X-Bundle-SHA256"), p.username
+            name, self.request.body, self.request.headers.get("X-Bundle-SHA256"), p.username,
+            make_main=main in ("1", "true"),
         )
         base = f"{self.request.protocol}://{self.request.host}"
         result["url"] = f"{base}/services/{name}"

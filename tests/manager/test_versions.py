@@ -216,3 +216,22 @@ def test_canary_weights_and_shadow_mirroring(manager):
     assert {call(manager).json() for _ in range(10)} == {"one"}
     resp = api(manager, "PUT", "/api/services/flip/traffic", json={"canary": None, "shadows": []})
     assert resp.json() == {"canary": None, "shadows": [], "shadow_stats": {}}
+
+
+def test_a_version_deployed_beside_main_waits_for_a_promote(manager):
+    from jupyter_deploy.capture import capture
+
+    deploy(manager, "one")
+    global TAG
+    TAG = "two"
+    bundle = capture([which], name="flip")
+    client = manager.client()
+    resp = requests.post(f"{manager.url}/api/services/flip/versions", params={"main": 0}, data=bundle.data,
+                         headers={**manager.headers(), "X-Bundle-SHA256": bundle.sha256}, timeout=60)
+    assert resp.status_code == 202
+    final = [e for e in client.events("flip", "0.1.1") if e["kind"] == "result"][-1]
+    assert final["status"] == "running" and final["main"] is False
+    assert call(manager).json() == "one"
+    assert call(manager, "/services/flip/versions/0.1.1/which").json() == "two"
+    assert api(manager, "POST", "/api/services/flip/promote", json={"version": "0.1.1"}).status_code == 200
+    assert call(manager).json() == "two"
