@@ -57,8 +57,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    """Print a service's log tail."""
-    sys.stdout.write(_client(args).logs(args.name, tail=args.n, version=args.version))
+    """Print a service's log tail, and with -f the new lines as they come (until Ctrl-C)."""
+    client = _client(args)
+    if not args.follow:
+        sys.stdout.write(client.logs(args.name, tail=args.n, version=args.version))
+        return 0
+    for line in client.follow_logs(args.name, tail=args.n, version=args.version):
+        print(line, flush=True)
     return 0
 
 
@@ -198,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", parents=[common], help="show a service's log")
     p.add_argument("name")
     p.add_argument("-n", type=int, default=200, help="number of lines (default 200)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come")
     p.add_argument("--version", dest="version", default=None, help="a version other than main")
     p.set_defaults(func=cmd_logs)
 

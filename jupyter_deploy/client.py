@@ -124,6 +124,25 @@ class ManagerClient:
             params["version"] = version
         return self.request("GET", f"/api/services/{name}/logs", params=params).text
 
+    def follow_logs(self, name: str, tail: int = 200, version: str | None = None) -> Iterator[str]:
+        """The last lines of a service's log, then new lines as they are written (until closed)."""
+        params: dict[str, Any] = {"tail": tail, "follow": 1}
+        if version:
+            params["version"] = version
+        resp = self.request("GET", f"/api/services/{name}/logs", params=params, stream=True, timeout=(10, None))
+        try:
+            yield from resp.iter_lines(decode_unicode=True)
+        finally:
+            resp.close()
+
+    def promote(self, name: str, version: str) -> dict[str, Any]:
+        """Make a version main (zero downtime: it must pass its health check first)."""
+        return self.request("POST", f"/api/services/{name}/promote", json={"version": version}, timeout=300).json()
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """Make the previous main version main again."""
+        return self.request("POST", f"/api/services/{name}/rollback", timeout=300).json()
+
     def delete(self, name: str, keep_images: bool = False) -> None:
         """Stop and remove a service."""
         self.request("DELETE", f"/api/services/{name}", params={"keep_images": int(keep_images)}, timeout=300)

@@ -134,11 +134,15 @@ def deploy(
     sample: Any = None,
     requirements: Sequence[str] | None = None,
     *,
+    monitor: bool | Sequence[str] = False,
     url: str | None = None,
     token: str | None = None,
     progress: Progress | None = None,
 ) -> Deployment:
-    """Capture functions and the globals they use, build them into a service, and wait until it answers."""
+    """Capture functions and the globals they use, build them into a service, and wait until it answers.
+
+    ``monitor`` (True, or entrypoint names) has the manager keep those entrypoints' calls.
+    """
     from .capture import capture
 
     if callable(functions) and not isinstance(functions, dict):
@@ -149,7 +153,10 @@ def deploy(
     try:
         with reporting(progress):
             progress.phase("capture", "capturing functions and the objects they use")
-            bundle = capture(functions, name=name, version=version, sample=sample, requirements=list(requirements or []))
+            bundle = capture(
+                functions, name=name, version=version, sample=sample, requirements=list(requirements or []),
+                monitor=monitor,
+            )
         return deploy_bundle(bundle, client=client, progress=progress)
     finally:
         client.close()

@@ -31,6 +31,8 @@ class DeployMagics(Magics):
     @argument("--version", "-v", default=None, help="version (default: the next patch version)")
     @argument("--sample", "-s", default=None, help="variable holding sample input (e.g. X_test)")
     @argument("--requirements", "-r", nargs="+", default=None, help="extra or overriding requirements")
+    @argument("--monitor", "-m", nargs="*", default=None,
+              help="keep the calls of these entrypoints (all of them when no name is given)")
     @argument("--url", default=None, help="manager URL (default: the stored login)")
     @cell_magic
     def deploy(self, line: str, cell: str) -> Any:
@@ -56,5 +58,6 @@ class DeployMagics(Magics):
             version=args.version,
             sample=sample,
             requirements=requirements,
+            monitor=True if args.monitor == [] else (args.monitor or False),
             url=args.url,
         )

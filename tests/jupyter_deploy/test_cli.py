@@ -75,3 +75,24 @@ def test_login_ls_logs_token_rm_logout(manager, tmp_path):
     assert cli(["logout"], env).returncode == 0
     assert not creds.exists()
     assert cli(["--version"], env).stdout.startswith("jupyter-deploy ")
+
+
+def test_logs_follow_prints_new_lines_as_they_come(manager, tmp_path):
+    env = dict(os.environ, JUPYTER_DEPLOY_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_DEPLOY_URL=manager.url,
+               JUPYTER_DEPLOY_TOKEN=manager.token, PYTHONUNBUFFERED="1")
+    dep = jupyter_deploy.deploy("follower", [double], url=manager.url, token=manager.token,
+                                progress=Progress("follower", rich=False, stream=io.StringIO()))
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_deploy.cli", "logs", "follower", "-f", "-n", "1"],
+                            env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # the tail: the stream is open once it has arrived
+        assert first
+        requests.post(f"{manager.url}/services/follower/double", json={"x": 5},
+                      headers={"Authorization": f"Bearer {dep.token}"}).raise_for_status()
+        line = proc.stdout.readline()
+        while "/double" not in line:
+            line = proc.stdout.readline()
+        assert "/double" in line
+    finally:
+        proc.kill()
+        proc.wait(10)

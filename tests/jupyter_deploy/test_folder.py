@@ -418,3 +418,51 @@ def test_user_commands(manager, tmp_path):
     assert cli(viewer_env, "ls").returncode == 1
     result = cli(admin_env, "user", "rm", "alice")
     assert result.returncode == 1 and "alice" in result.stderr
+
+
+def test_assign_and_rollback_switch_the_main_version(manager, tmp_path):
+    env = dict(os.environ, JUPYTER_DEPLOY_CONFIG_DIR=str(tmp_path / "cfg"))
+    env.pop("JUPYTER_DEPLOY_URL", None)
+    env.pop("JUPYTER_DEPLOY_TOKEN", None)
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*jupyter_deploy_cli(), *args], cwd=tmp_path, env=env, input=stdin,
+                              capture_output=True, text=True, timeout=600)
+
+    assert cli("login", manager.url, "--password-stdin", stdin=manager.password + "\n").returncode == 0
+    source = """
+        from jupyter_deploy import service
+        import release
+
+        @service.entrypoint
+        def which() -> str:
+            return release.NAME
+    """
+    # One folder, edited between the deploys: each deploy loads it afresh.
+    folder = make_folder(tmp_path / "svc", source, release_py="NAME = 'first'\n")
+    assert cli("deploy", "which", "1.0.0", "svc").returncode == 0
+    (folder / "release.py").write_text("NAME = 'second'\n")
+    result = cli("deploy", "which", "2.0.0", "svc")
+    assert result.returncode == 0, result.stderr
+
+    token = cli("token", "which").stdout.strip()
+
+    def answer() -> str:
+        resp = requests.post(f"{manager.url}/services/which/which", json={},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    assert answer() == "second"
+    result = cli("assign", "which", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "which: main version is now 1.0.0."
+    assert answer() == "first"
+
+    result = cli("rollback", "which")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "which: rolled back; main version is now 2.0.0."
+    assert answer() == "second"
+
+    result = cli("assign", "which", "9.9.9")
+    assert result.returncode == 1 and result.stderr.startswith("jupyter-deploy: ") and "9.9.9" in result.stderr

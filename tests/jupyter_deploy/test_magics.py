@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import nbformat
+import requests
 from nbclient import NotebookClient
 
 
@@ -31,7 +34,7 @@ def test_magic_errors_are_clear(manager, tmp_path, monkeypatch):
         "%%deploy svc\ndef f(a):\n    return a",
         f"import jupyter_deploy\njupyter_deploy.login({manager.url!r}, 'admin', {manager.password!r})",
         "%%deploy Bad_Name\ndef f(a):\n    return a",
-        "%%deploy echo --version 1.0.0\ndef echo(a: int, b: str = 'x') -> list:\n    return [a, b]",
+        "%%deploy echo --version 1.0.0 --monitor\ndef echo(a: int, b: str = 'x') -> list:\n    return [a, b]",
         "dep = _\nprint(dep.version, dep.status)\nprint(dep.connect().echo(3))",
     ], tmp_path)
     assert not errors(cells[0])
@@ -48,3 +51,6 @@ def test_magic_errors_are_clear(manager, tmp_path, monkeypatch):
     assert not errors(cells[6]), cells[6].outputs
     assert "1.0.0 running" in cells[7].outputs[0].text
     assert "[3, 'x']" in cells[7].outputs[0].text
+    # --monitor with no names keeps every entrypoint's calls.
+    records = requests.get(f"{manager.url}/api/services/echo/monitor", headers=manager.headers()).json()["records"]
+    assert [json.loads(r["request"]) for r in records] == [{"a": 3}]
