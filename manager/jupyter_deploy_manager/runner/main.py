@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         except (AttributeError, ValueError):
             pass
     args = parse_args(argv)
+    # The user's own loggers (logging.getLogger(__name__) in a notebook or service.py) write to the
+    # service log at INFO; tornado's access lines have their own handler and stay as they are.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Until the loop takes over SIGTERM, stopping during a slow load is a clean exit.
     signal.signal(signal.SIGTERM, _exit_now)
     try:
