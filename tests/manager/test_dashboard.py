@@ -5,12 +5,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -18,15 +13,13 @@ import requests
 import jupyter_deploy
 from jupyter_deploy.progress import Progress
 
+from .browser import screenshot, visit
+
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Locator, Page
 
     from ..harness import ManagerProcess
 
-# Kept after a run (git-ignored) so people can see what the pages looked like.
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-# Promote starts a version and waits for its health check: generous for a loaded CI machine.
-TIMEOUT_MS = 30_000
 SESSION_KEY = "jupyter-deploy-dashboard-session"
 
 TAG = "one"
@@ -51,53 +44,6 @@ def call(manager: ManagerProcess, token: str | None = None, note: str = "") -> r
     """Call the main version of ``flip`` through the manager."""
     return requests.post(f"{manager.url}/services/flip/which", json={"note": note} if note else {},
                          headers=manager.headers(token), timeout=30)
-
-
-@dataclass
-class Visit:
-    """A page plus everything it asked the network for and every script error it hit."""
-
-    page: Page
-    requests: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    js_errors: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-
-    def assert_only_manager(self, manager_url: str) -> None:
-        """Every request went to the manager: nothing from a CDN or anywhere else."""
-        assert self.requests, "the page made no requests"
-        elsewhere = [url for url in self.requests if not url.startswith(manager_url + "/")]
-        assert not elsewhere, f"requests outside the manager: {elsewhere}"
-
-
-@contextmanager
-def visit(browser: Browser, url: str) -> Iterator[Visit]:
-    """Open ``url`` in a fresh browser context (its own sessionStorage) and record what it does."""
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    # The page's Copy button writes to the clipboard; the test reads it back.
-    parts = urlsplit(url)
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=f"{parts.scheme}://{parts.netloc}")
-    page = context.new_page()
-    seen = Visit(page)
-    page.on("request", lambda request: seen.requests.append(request.url))
-    page.on("requestfailed", lambda request: seen.failed.append(request.url))
-    page.on("pageerror", lambda error: seen.js_errors.append(str(error)))
-    page.on("console", lambda msg: seen.console_errors.append(msg.text) if msg.type == "error" else None)
-    try:
-        page.goto(url)
-        yield seen
-    finally:
-        context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    """Save the page under tests/artifacts/screenshots."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / name, full_page=True)
 
 
 def log_in(page: Page, password: str, username: str = "admin") -> None:
@@ -156,7 +102,7 @@ def test_dashboard_shows_follows_promotes_and_manages_tokens(browser, flip):
     from playwright.sync_api import expect
 
     manager = flip
-    with visit(browser, f"{manager.url}/") as seen:
+    with visit(browser, f"{manager.url}/", height=900, clipboard=True) as seen:
         page = seen.page
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()
         expect(page.locator("#manager-info")).to_contain_text("process runtime")
@@ -261,7 +207,7 @@ def test_dashboard_shows_follows_promotes_and_manages_tokens(browser, flip):
     resp = requests.post(f"{manager.url}/api/users", headers=manager.headers(), timeout=30,
                          json={"username": "vera", "password": "viewer-password", "role": "viewer"})
     assert resp.status_code == 201, resp.text
-    with visit(browser, f"{manager.url}/") as seen:
+    with visit(browser, f"{manager.url}/", height=900, clipboard=True) as seen:
         page = seen.page
         log_in(page, "viewer-password", username="vera")
         expect(page.locator("#whoami")).to_have_text("vera (viewer)")
@@ -279,7 +225,7 @@ def test_login_errors_users_session_end_and_logout(browser, manager_factory):
     from playwright.sync_api import expect
 
     manager = manager_factory("process")
-    with visit(browser, f"{manager.url}/") as seen:
+    with visit(browser, f"{manager.url}/", height=900, clipboard=True) as seen:
         page = seen.page
         log_in(page, "not-the-password")
         expect(page.locator("#login-message")).to_have_text("Wrong username or password")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,15 +16,13 @@ from sklearn.model_selection import train_test_split
 import jupyter_deploy
 from jupyter_deploy.progress import Progress
 
+from .browser import screenshot, visit
+
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Locator, Page
 
     from ..harness import ManagerProcess
 
-# Kept after a run (git-ignored) so people can see what the pages looked like.
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-# Swagger UI fetches, renders and calls the service: generous for a loaded CI machine.
-TIMEOUT_MS = 30_000
 
 IRIS = load_iris(as_frame=True)
 X_train, X_test, y_train, y_test = train_test_split(IRIS.data, IRIS.target, test_size=0.2, random_state=0)
@@ -48,22 +43,6 @@ class Service:
     version: str
 
 
-@dataclass
-class Visit:
-    """A page plus everything it asked the network for and every script error it hit."""
-
-    page: Page
-    requests: list[str] = field(default_factory=list)
-    js_errors: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-
-    def assert_only_manager(self, manager_url: str) -> None:
-        """Every request went to the manager: Swagger UI is served locally, nothing from a CDN."""
-        assert self.requests, "the page made no requests"
-        elsewhere = [url for url in self.requests if not url.startswith(manager_url + "/")]
-        assert not elsewhere, f"requests outside the manager: {elsewhere}"
-
-
 @pytest.fixture
 def iris(manager_factory) -> Service:
     """The iris example deployed on a fresh process-runtime manager."""
@@ -72,38 +51,6 @@ def iris(manager_factory) -> Service:
                                 progress=Progress("test", rich=False, stream=io.StringIO()))
     assert dep.status == "running", dep.status
     return Service(manager, dep.token, dep.version)
-
-
-@contextmanager
-def visit(browser: Browser, url: str) -> Iterator[Visit]:
-    """Open ``url`` in a fresh browser context (no shared sessionStorage) and record what it does."""
-    from playwright.sync_api import expect
-
-    # expect() has its own 5 s default, separate from the context's.
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    seen = Visit(page)
-    page.on("request", lambda request: seen.requests.append(request.url))
-    page.on("pageerror", lambda error: seen.js_errors.append(str(error)))
-    page.on("console", lambda msg: seen.console_errors.append(msg.text) if msg.type == "error" else None)
-    try:
-        page.goto(url)
-        yield seen
-    finally:
-        context.close()
-
-
-def screenshot(page: Page, name: str, down_to: str | None = None) -> None:
-    """Save the whole page, or its top down to the element ``down_to``, under tests/artifacts/screenshots."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    clip = None
-    if down_to is not None:
-        # bounding_box() is relative to the scrolled viewport; a full-page clip needs page coordinates.
-        bottom = page.locator(down_to).evaluate("el => el.getBoundingClientRect().bottom + scrollY")
-        clip = {"x": 0, "y": 0, "width": page.viewport_size["width"], "height": bottom + 20}
-    page.screenshot(path=SCREENSHOTS / name, full_page=True, clip=clip)
 
 
 def authorize(page: Page, token: str) -> None:
