@@ -300,7 +300,8 @@ class DeploymentService:
             task.finished = True
             task.emit("error", "result", f"{phase} failed: {message}", status="failed")
             return
-        previous = (self.store.get_service(task.service) or {}).get("main_version")
+        before = self.store.get_service(task.service) or {}
+        previous = before.get("main_version")
         self.store.set_version_status(task.service, task.version, "running")
         self.version_routes[(task.service, task.version)] = endpoint
         task.status = "running"
@@ -314,16 +315,23 @@ class DeploymentService:
         self.route(task.service, task.version, endpoint)
         self.store.add_event("deployed", f"{task.version} is main", task.service, task.version)
         task.emit("done", "result", f"{task.service} {task.version} is running", status="running", main=True)
-        if previous and previous != task.version:
-            self.spawn(self._retire(task.service, previous))
+        self._retire_later(task.service, before.get("previous_main"))
+
+    def _retire_later(self, service: str, version: str | None) -> None:
+        """After main changed: stop the version that is neither main nor the previous main any more."""
+        if version:
+            self.spawn(self._retire(service, version))
 
     async def _retire(self, service: str, version: str) -> None:
-        """Stop the previous main once the new one serves; its image stays for a rollback."""
+        """Stop a version that left main and previous main; its image stays for a rollback.
+
+        Main and the previous main keep running, so a rollback is instant and both answer at their own path.
+        """
         # Requests already forwarded to the old version get time to finish.
         await asyncio.sleep(self.retire_grace)
         record = self.store.get_version(service, version)
         current = self.store.get_service(service)
-        if record is None or current is None or current["main_version"] == version:
+        if record is None or current is None or version in (current["main_version"], current.get("previous_main")):
             # Promoted back meanwhile (a quick rollback), or gone: nothing to stop.
             return
         if version in (self.traffic.get(service) or Traffic()).versions:
@@ -485,6 +493,7 @@ class DeploymentService:
             if record.status == "failed" and not (self.bundle_dir(name, version) / bundle_format.PAYLOAD).exists():
                 raise ApiError(409, f"{name} {version} failed and cannot run: {record.error}", "failed-version")
             previous = service["main_version"]
+            leaving = service.get("previous_main")
             try:
                 endpoint = await self.run_version(record)
             except ApiError:
@@ -496,8 +505,8 @@ class DeploymentService:
             self._drop_from_traffic(name, version)
             self.route(name, version, endpoint)
             self.store.add_event("promoted", f"{version} is main (was {previous})", name, version)
-        if previous and previous != version:
-            self.spawn(self._retire(name, previous))
+        if leaving not in (version, previous):
+            self._retire_later(name, leaving)
         return self.describe(name)
 
     async def rollback(self, name: str) -> dict[str, Any]:

@@ -109,13 +109,13 @@ def test_dashboard_shows_follows_promotes_and_manages_tokens(browser, flip):
         screenshot(page, "dashboard-login.png")
         log_in(page, manager.password)
 
-        # The deployment: both versions, the newer one main and running, the older one stopped once replaced.
+        # The deployment: both versions, the newer one main, the older one still running as the previous main.
         card = page.locator("article[data-service='flip']")
         expect(card.get_by_role("heading", name="flip")).to_be_visible()
         main, old = version_row(page, "flip", "0.1.1"), version_row(page, "flip", "0.1.0")
         expect(main.locator(".badge-main")).to_have_text("main")
         expect(main.locator(".badge-running")).to_be_visible()
-        expect(old.locator(".badge-stopped")).to_be_visible()
+        expect(old.locator(".badge-running")).to_be_visible()
         expect(old.locator(".badge-main")).to_have_count(0)
         expect(main).to_contain_text("POST /services/flip/which")
         expect(main.locator("time").first).to_have_text(re.compile(r"just now|min ago"))

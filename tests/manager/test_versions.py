@@ -118,7 +118,10 @@ def test_promote_refuses_what_cannot_run_and_keeps_main(manager):
 def test_lifecycle_of_versions_and_services(manager):
     deploy(manager, "one")
     deploy(manager, "two")
-    # The old version is stopped once the new one serves; it can be started at its own path.
+    # Main and the previous main run; an older version is stopped once it is neither.
+    assert call(manager, "/services/flip/versions/0.1.0/which").json() == "one"
+    deploy(manager, "three")
+    assert call(manager, "/services/flip/versions/0.1.1/which").json() == "two"
     deadline = time.monotonic() + 30
     while True:
         resp = call(manager, "/services/flip/versions/0.1.0/which")
@@ -128,25 +131,26 @@ def test_lifecycle_of_versions_and_services(manager):
     assert resp.status_code == 503 and "stopped" in resp.json()["message"]
     assert api(manager, "POST", "/api/services/flip/versions/0.1.0/start").status_code == 200
     assert call(manager, "/services/flip/versions/0.1.0/which").json() == "one"
-    assert call(manager).json() == "two"
+    assert call(manager).json() == "three"
 
     assert api(manager, "POST", "/api/services/flip/stop").status_code == 200
     resp = call(manager)
     assert resp.status_code == 503
     assert api(manager, "POST", "/api/services/flip/start").status_code == 200
-    assert call(manager).json() == "two"
+    assert call(manager).json() == "three"
     assert api(manager, "POST", "/api/services/flip/restart").status_code == 200
-    assert call(manager).json() == "two"
+    assert call(manager).json() == "three"
 
-    resp = api(manager, "DELETE", "/api/services/flip/versions/0.1.1")
+    resp = api(manager, "DELETE", "/api/services/flip/versions/0.1.2")
     assert resp.status_code == 409 and "promote another" in resp.json()["message"]
     resp = api(manager, "DELETE", "/api/services/flip/versions/0.1.0")
-    assert resp.status_code == 200 and [v["version"] for v in resp.json()["versions"]] == ["0.1.1"]
+    assert resp.status_code == 200 and [v["version"] for v in resp.json()["versions"]] == ["0.1.1", "0.1.2"]
+    assert api(manager, "DELETE", "/api/services/flip/versions/0.1.1").status_code == 200
     assert call(manager, "/services/flip/versions/0.1.0/which").status_code == 404
     kinds = {e["kind"] for e in api(manager, "GET", "/api/events", params={"service": "flip"}).json()["events"]}
     assert {"stopped", "started", "restarted", "deleted"} <= kinds
     # The last version takes the service with it.
-    resp = api(manager, "DELETE", "/api/services/flip/versions/0.1.1")
+    resp = api(manager, "DELETE", "/api/services/flip/versions/0.1.2")
     assert resp.status_code == 200
     assert api(manager, "GET", "/api/services/flip").status_code == 404
 
