@@ -614,7 +614,9 @@ def manager_document(server_url: str) -> dict[str, Any]:
             parameters=[name],
         )},
         **{f"/api/services/{{name}}/{action}": {"post": _op(
-            f"{action}Service", f"{action.capitalize()} the main version",
+            f"{action}Service",
+            {"stop": "Stop every running version", "start": "Start the main version again",
+             "restart": "Restart every running version"}[action],
             ("200", "The service.", _json(_ref("Service"))),
             ["400", "401", "403", "404", "409"], tag="versions",
             description="409: the version is still building, or did not become healthy.",

@@ -30,10 +30,10 @@ class RollbackHandler(BaseHandler):
 
 
 class ServiceActionHandler(BaseHandler):
-    """``POST /api/services/{name}/(stop|start|restart)``: act on the main version."""
+    """``POST /api/services/{name}/(stop|start|restart)``: act on the whole service."""
 
     async def post(self, name: str, action: str) -> None:
-        """Stop, start or restart the main version."""
+        """Stop or restart every running version, or start main again."""
         self.need_deploy()
         self.send(await _act(self, name, None, action))
 
@@ -92,6 +92,18 @@ class TrafficHandler(BaseHandler):
 
 async def _act(handler: BaseHandler, name: str, version: str | None, action: str) -> dict:
     deployments = handler.deployments
-    if action == "stop":
-        return await deployments.stop_version(name, version)
-    return await deployments.start_version(name, version, restart=action == "restart")
+    if version is not None:
+        if action == "stop":
+            return await deployments.stop_version(name, version)
+        return await deployments.start_version(name, version, restart=action == "restart")
+    # The whole service: stop or restart every running version; start brings main back.
+    service, main = deployments.version_record(name)
+    running = [v.version for v in deployments.store.list_versions(name) if (name, v.version) in deployments.version_routes]
+    if action == "start":
+        return await deployments.start_version(name, main.version)
+    for each in running or [main.version]:
+        if action == "stop":
+            await deployments.stop_version(name, each)
+        else:
+            await deployments.start_version(name, each, restart=True)
+    return deployments.describe(name)

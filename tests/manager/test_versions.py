@@ -239,3 +239,16 @@ def test_a_version_deployed_beside_main_waits_for_a_promote(manager):
     assert call(manager, "/services/flip/versions/0.1.1/which").json() == "two"
     assert api(manager, "POST", "/api/services/flip/promote", json={"version": "0.1.1"}).status_code == 200
     assert call(manager).json() == "two"
+
+
+def test_stopping_a_service_stops_every_version(manager):
+    deploy(manager, "one")
+    deploy(manager, "two")
+    assert call(manager, "/services/flip/versions/0.1.0/which").json() == "one"
+    assert api(manager, "POST", "/api/services/flip/stop").status_code == 200
+    assert call(manager).status_code == 503
+    assert call(manager, "/services/flip/versions/0.1.0/which").status_code == 503
+    statuses = {v["version"]: v["status"] for v in api(manager, "GET", "/api/services/flip").json()["versions"]}
+    assert statuses == {"0.1.0": "stopped", "0.1.1": "stopped"}
+    assert api(manager, "POST", "/api/services/flip/start").status_code == 200
+    assert call(manager).json() == "two"
