@@ -56,6 +56,11 @@ def train(n_estimators: int) -> RandomForestClassifier:
 clf = train(20)
 
 
+def echo(x: int) -> int:
+    """A trivial entrypoint: what the proxy costs when the function costs nothing."""
+    return x
+
+
 def predict(data: pd.DataFrame) -> list:
     """Predict the iris class of each row."""
     return clf.predict(data).tolist()
@@ -146,9 +151,9 @@ def drop_dependency_image(lock_hash: str) -> None:
         pass
 
 
-def wrk(url: str, token: str, duration: int, connections: int) -> dict[str, float]:
+def wrk(url: str, token: str, duration: int, connections: int, body: str | None = None) -> dict[str, float]:
     """Run wrk with a POST body; return p50/p99 in ms and requests/s."""
-    body = json.dumps({"data": ROWS.to_dict(orient="records")})
+    body = body or json.dumps({"data": ROWS.to_dict(orient="records")})
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'
@@ -213,6 +218,17 @@ def bench_runtime(runtime: str, args: argparse.Namespace) -> dict[str, float]:
                 results.update({f"{label}_proxy_{k}": v for k, v in proxied.items()})
                 results[f"{label}_proxy_added_p50_ms"] = proxied["p50_ms"] - direct["p50_ms"]
                 results[f"{label}_proxy_throughput_ratio"] = proxied["rps"] / direct["rps"]
+            # The same comparison with a function that costs nothing: the proxy's own latency.
+            quiet = Progress("echo", rich=False, stream=open(os.devnull, "w"))
+            jupyter_deploy.deploy("echo", [echo], url=manager.url, token=manager.token, progress=quiet)
+            info = requests.get(f"{manager.url}/api/services/echo", headers={"Authorization": f"Bearer {token}"}).json()
+            trivial = json.dumps({"x": 1})
+            direct = wrk(f"{info['endpoint']}/echo", token, args.duration, 1, trivial)
+            proxied = wrk(f"{manager.url}/services/echo/echo", token, args.duration, 1, trivial)
+            results["echo_c1_direct_p50_ms"] = direct["p50_ms"]
+            results["echo_c1_proxy_p50_ms"] = proxied["p50_ms"]
+            results["echo_c1_proxy_added_p50_ms"] = proxied["p50_ms"] - direct["p50_ms"]
+            results["echo_c1_proxy_throughput_ratio"] = proxied["rps"] / direct["rps"]
         results["rss_after_mb"] = manager.rss_mb()
     finally:
         manager.stop()
