@@ -8,7 +8,6 @@ import fcntl
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .runtimes.base import LABEL, RuntimeError_, host_python
+from .runtimes.base import LABEL, RuntimeError_, host_python, run_streamed
 
 DEBIAN_RELEASES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 """Debian release whose ``python3`` is that X.Y (the only Pythons debootstrap can provide)."""
@@ -75,16 +74,9 @@ def _flock(path: Path) -> Iterator[None]:
 
 
 def _stream(cmd: list[str], log: Callable[[str], None], what: str) -> None:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, errors="replace")
-    assert proc.stdout is not None
-    tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        log(line)
-        tail = (tail + [line])[-10:]
-    if proc.wait() != 0:
-        raise RuntimeError_(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    code, tail = run_streamed(cmd, log, keep=10)
+    if code != 0:
+        raise RuntimeError_(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
 
 def _prune(rootfs: Path) -> None:

@@ -9,7 +9,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +18,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, sys_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion
 
-from .runtimes.base import Lock, LogSink, RuntimeError_, host_python
+from .runtimes.base import Lock, LogSink, RuntimeError_, host_python, run_streamed
 
 RUNNER_PACKAGE = "jupyter_deploy_runner"
 """Top-level name the runner package is copied under in images and process stages."""
@@ -179,16 +178,11 @@ class Wheelhouse:
                 cmd += ["--platform", plat]
             cmd += specs
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_PROGRESS_BAR="off", PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, errors="replace", env=env)
-        assert proc.stdout is not None
         saved: dict[str, str] = {}
         missing: list[str] = []
-        tail: list[str] = []
-        for line in proc.stdout:
-            line = line.rstrip("\n")
+
+        def read(line: str) -> None:
             log(line)
-            tail = (tail + [line])[-15:]
             m = _NOT_FOUND.search(line)
             if m and m.group(1) not in missing:
                 missing.append(m.group(1))
@@ -197,7 +191,8 @@ class Wheelhouse:
                 fname = Path(m.group(1)).name
                 with contextlib.suppress(InvalidWheelFilename, InvalidVersion):
                     saved[canonicalize_name(parse_wheel_filename(fname)[0])] = fname
-        code = proc.wait()
+
+        code, tail = run_streamed(cmd, read, env)
         if code != 0:
             if missing:
                 where = "the host's package index" if lock.python == host_python() else f"any binary wheel for Python {lock.python}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -120,6 +121,21 @@ class Runtime(ABC):
 
     def close(self) -> None:
         """Release resources held by the runtime (not the versions it runs)."""
+
+
+def run_streamed(
+    cmd: list[str], log: LogSink, env: dict[str, str] | None = None, keep: int = 15
+) -> tuple[int, list[str]]:
+    """Run a command, send each output line to ``log`` as it comes; return its exit code and last lines."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, errors="replace", env=env)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        log(line)
+        tail = (tail + [line])[-keep:]
+    return proc.wait(), tail
 
 
 def host_python() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..builder import RUNNER_PACKAGE, Wheelhouse, install_command, stage_runner
-from .base import Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec, host_python
+from .base import Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec, host_python, run_streamed
 
 EventSink = Callable[[str, str, str, str], None]
 """on_event(service, version, event, message); events: crashed, restarted, failed."""
@@ -223,16 +223,9 @@ class ProcessRuntime(Runtime):
     def _run(cmd: list[str], log: LogSink, what: str) -> None:
         # The host's pip.conf (index URLs, user installs) must not steer an offline venv install.
         env = dict(_clean_env(), PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, errors="replace", env=env)
-        assert proc.stdout is not None
-        tail: list[str] = []
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            log(line)
-            tail = (tail + [line])[-15:]
-        if proc.wait() != 0:
-            raise RuntimeError_(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+        code, tail = run_streamed(cmd, log, env)
+        if code != 0:
+            raise RuntimeError_(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
     def _stage(self, spec: VersionSpec) -> Path:
         stage = self.stage_dir(spec)
