@@ -143,6 +143,17 @@ class ManagerClient:
         """Make the previous main version main again."""
         return self.request("POST", f"/api/services/{name}/rollback", timeout=300).json()
 
+    def act(self, name: str, action: str, version: str | None = None) -> dict[str, Any]:
+        """Stop, start or restart a service (every running version) or one version of it."""
+        if action not in ("stop", "start", "restart"):
+            raise ValueError(f"unknown action {action!r}: use stop, start or restart")
+        where = f"/api/services/{name}/versions/{version}" if version else f"/api/services/{name}"
+        return self.request("POST", f"{where}/{action}", timeout=300).json()
+
+    def delete_version(self, name: str, version: str) -> dict[str, Any]:
+        """Stop and remove one version of a service (not its main version)."""
+        return self.request("DELETE", f"/api/services/{name}/versions/{version}", timeout=300).json()
+
     def delete(self, name: str, keep_images: bool = False) -> None:
         """Stop and remove a service."""
         self.request("DELETE", f"/api/services/{name}", params={"keep_images": int(keep_images)}, timeout=300)

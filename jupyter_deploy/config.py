@@ -18,9 +18,9 @@ def config_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".config" / "jupyter-deploy"
 
 
-def load() -> dict[str, Any]:
+def load(directory: Path | None = None) -> dict[str, Any]:
     """The stored login, or an empty dict."""
-    path = config_dir() / CREDENTIALS
+    path = (directory or config_dir()) / CREDENTIALS
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -28,9 +28,9 @@ def load() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def save(url: str, token: str, username: str | None) -> Path:
+def save(url: str, token: str, username: str | None, directory: Path | None = None) -> Path:
     """Store a login in a file only its owner can read."""
-    directory = config_dir()
+    directory = directory or config_dir()
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     path = directory / CREDENTIALS
@@ -42,9 +42,9 @@ def save(url: str, token: str, username: str | None) -> Path:
     return path
 
 
-def clear() -> bool:
+def clear(directory: Path | None = None) -> bool:
     """Forget the stored login; whether there was one."""
-    path = config_dir() / CREDENTIALS
+    path = (directory or config_dir()) / CREDENTIALS
     if path.exists():
         path.unlink()
         return True
