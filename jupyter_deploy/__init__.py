@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["deploy", "connect", "login", "logout", "Deployment", "DeployError", "load_ipython_extension"]
+__all__ = ["deploy", "connect", "login", "logout", "panel", "Deployment", "DeployError", "load_ipython_extension"]
 
 if TYPE_CHECKING:
     from .client import login
     from .deployment import Deployment, deploy
     from .errors import DeployError
+    from .panel import panel
     from .remote import connect
 
 # Imported on first use so that `import jupyter_deploy` stays cheap (the manager imports the bundle module).
@@ -21,6 +22,7 @@ _LAZY = {
     "connect": ("remote", "connect"),
     "login": ("client", "login"),
     "DeployError": ("errors", "DeployError"),
+    "panel": ("panel", "panel"),
 }
 
 
@@ -38,6 +40,16 @@ def logout() -> bool:
     from .config import clear
 
     return clear()
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The jupyter-server extension (enabled on install by ``jupyter_server_config.d/jupyter_deploy.json``)."""
+    return [{"module": "jupyter_deploy.serverext"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab sidebar lives inside the package."""
+    return [{"src": "labextension", "dest": "jupyter-deploy"}]
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -64,6 +64,23 @@ def manager(manager_factory):
     return manager_factory(os.environ.get("JD_TEST_RUNTIME", "process"))
 
 
+@pytest.fixture
+def jupyter_factory(tmp_path_factory):
+    """Start real ``jupyter lab``/``jupyter server`` processes; all are stopped afterwards."""
+    from .harness import JupyterProcess
+
+    started: list[JupyterProcess] = []
+
+    def factory(app: str = "lab", **kwargs) -> JupyterProcess:
+        server = JupyterProcess(tmp_path_factory.mktemp(f"jupyter-{app}"), app=app, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
 CHROMIUM = "/usr/bin/chromium"
 # Debian's Chromium: Playwright cannot download its own browsers here, and these keep it off the network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -141,3 +141,78 @@ def remove_docker_objects(instance: str) -> None:
         except Exception:  # noqa: BLE001
             pass
     client.close()
+
+
+class JupyterProcess:
+    """A real ``jupyter lab`` (or ``jupyter server``) with its own config, data, runtime and login dirs."""
+
+    def __init__(self, workdir: Path, app: str = "lab", extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.root = self.workdir / "notebooks"
+        self.deploy_config = self.workdir / "jupyter-deploy"
+        self.app = app
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args or []
+        # JUPYTER_CONFIG_DIR is per test; the installed jupyter_server_config.d (sys.prefix) still applies.
+        self.env = dict(os.environ, JUPYTER_DEPLOY_CONFIG_DIR=str(self.deploy_config),
+                        JUPYTER_CONFIG_DIR=str(self.workdir / "jupyter-config"),
+                        JUPYTER_RUNTIME_DIR=str(self.workdir / "runtime"), PYTHONUNBUFFERED="1")
+        for name in ("JUPYTER_DEPLOY_TOKEN", "JUPYTER_DEPLOY_URL"):
+            self.env.pop(name, None)
+        if env:
+            self.env.update(env)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / f"jupyter-{app}.log"
+
+    def start(self, timeout: float = 90) -> "JupyterProcess":
+        """Start it and wait until its API answers."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "jupyterlab" if self.app == "lab" else "jupyter_server",
+               "--allow-root", "--no-browser", "--ip", "127.0.0.1", "--port", str(self.port),
+               "--port-retries", "0", f"--IdentityProvider.token={self.token}",
+               f"--ServerApp.root_dir={self.root}"]
+        if self.app == "lab":
+            cmd += [f"--LabApp.workspaces_dir={self.workdir / 'workspaces'}",
+                    f"--LabApp.user_settings_dir={self.workdir / 'settings'}"]
+        cmd += self.extra_args
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter {self.app} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/api/status", headers=self.headers(), timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"jupyter {self.app} did not answer within {timeout} s:\n{self.log()}")
+
+    def headers(self) -> dict[str, str]:
+        """Jupyter's own authorization header."""
+        return {"Authorization": f"token {self.token}"}
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Call the jupyter-deploy server extension."""
+        kwargs.setdefault("timeout", 120)
+        return requests.request(method, f"{self.url}/jupyter-deploy/api/{path}", headers=self.headers(), **kwargs)
+
+    def log(self) -> str:
+        """What the server printed."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server and its kernels."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+        kill_processes_under(self.workdir)
