@@ -175,6 +175,10 @@ class JupyterProcess:
                "--port-retries", "0", f"--IdentityProvider.token={self.token}",
                f"--ServerApp.root_dir={self.root}"]
         if self.app == "lab":
+            # No "get Jupyter news?" toast over the screenshots, and no fetch from the internet for it.
+            news = self.workdir / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+            news.parent.mkdir(parents=True, exist_ok=True)
+            news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
             cmd += [f"--LabApp.workspaces_dir={self.workdir / 'workspaces'}",
                     f"--LabApp.user_settings_dir={self.workdir / 'settings'}"]
         cmd += self.extra_args

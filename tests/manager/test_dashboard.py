@@ -13,7 +13,7 @@ import requests
 import jupyter_deploy
 from jupyter_deploy.progress import Progress
 
-from .browser import screenshot, visit
+from ..browser import screenshot, visit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 import jupyter_deploy
 from jupyter_deploy.progress import Progress
 
-from .browser import screenshot, visit
+from ..browser import screenshot, visit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

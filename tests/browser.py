@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 # Kept after a run (git-ignored) so people can see what the pages looked like.
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
 # Pages fetch, render and call services: generous for a loaded CI machine.
 TIMEOUT_MS = 30_000
 
