@@ -138,17 +138,19 @@ class DeployPanel:
         self._thread: threading.Thread | None = None
         self._confirming: tuple[str, str] | None = None
 
-        self.model = w.Dropdown(description="Model", options=[NONE], layout=w.Layout(width="24em"))
+        label = {"description_width": "7em"}
+        wide = w.Layout(width="28em")
+        self.model = w.Dropdown(description="Model", options=[NONE], layout=wide, style=label)
         self.functions = w.SelectMultiple(
-            description="Functions", options=[], rows=4, layout=w.Layout(width="24em"),
+            description="Functions", options=[], rows=4, layout=wide, style=label,
             tooltip="each selected function becomes an entrypoint",
         )
-        self.sample = w.Dropdown(description="Sample", options=[NONE], layout=w.Layout(width="24em"))
-        self.name = w.Text(description="Name", placeholder="service name, e.g. iris", layout=w.Layout(width="24em"))
-        self.version = w.Text(description="Version", placeholder="next patch version", layout=w.Layout(width="24em"))
+        self.sample = w.Dropdown(description="Sample", options=[NONE], layout=wide, style=label)
+        self.name = w.Text(description="Name", placeholder="service name, e.g. iris", layout=wide, style=label)
+        self.version = w.Text(description="Version", placeholder="next patch version", layout=wide, style=label)
         self.requirements = w.Textarea(
             description="Requirements", placeholder="inferred when you pick a model or functions",
-            rows=4, layout=w.Layout(width="36em"),
+            rows=4, layout=w.Layout(width="40em"), style=label,
         )
         self.inferred = w.HTML()
         self.rescan = w.Button(description="Rescan notebook", icon="refresh", tooltip="look for new variables and functions")
