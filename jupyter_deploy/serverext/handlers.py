@@ -128,6 +128,7 @@ class ServiceHandler(DeployHandler):
 
         def delete(client: ManagerClient) -> dict[str, Any]:
             client.delete(name)
+            self.session.forget_docs_token(name)
             return {"deleted": name}
 
         await self.run(lambda: self.session.call(delete, timeout=300))

@@ -175,6 +175,8 @@ class JupyterDeploy(LoggingConfigurable):
         key = (url or "", name)
         with self._lock:
             cached = self._docs_tokens.get(key)
+        if cached is not None and not self._still_valid(url or "", cached[0], name):
+            cached = None
         if cached is None or cached[1] - time.time() < 600:
             expires_in = self.docs_token_hours * 3600.0
 
@@ -186,3 +188,19 @@ class JupyterDeploy(LoggingConfigurable):
             with self._lock:
                 self._docs_tokens[key] = cached
         return f"{self.browser_url(url or '')}/services/{name}/docs#token={cached[0]}"
+
+    def forget_docs_token(self, name: str) -> None:
+        """Drop a service's cached docs token (the manager revokes it when the service is deleted)."""
+        with self._lock:
+            for key in [k for k in self._docs_tokens if k[1] == name]:
+                del self._docs_tokens[key]
+
+    def _still_valid(self, url: str, token: str, name: str) -> bool:
+        """Whether a cached invoke token still works (it may have been revoked from the dashboard or CLI)."""
+        probe = ManagerClient(url, token, timeout=self.request_timeout)
+        try:
+            return probe.whoami().get("service") == name
+        except DeployError:
+            return False
+        finally:
+            probe.close()

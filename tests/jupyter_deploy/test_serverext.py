@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -20,6 +21,11 @@ def greet(name: str = "world") -> str:
     return f"hello {name}"
 
 
+def plain(text: str) -> str:
+    """Text without terminal colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
 def login(server, manager) -> requests.Response:
     """Log the server in to the manager through the extension."""
     return server.api("POST", "login", json={"url": manager.url, "username": "admin", "password": manager.password})
@@ -29,11 +35,11 @@ def test_enabled_on_install():
     """``pip install`` enables the server extension and the lab extension: no manual step."""
     servers = subprocess.run([sys.executable, "-m", "jupyter_server", "extension", "list"],
                              capture_output=True, text=True, timeout=120)
-    text = servers.stdout + servers.stderr
+    text = plain(servers.stdout + servers.stderr)
     assert "jupyter_deploy enabled" in text, text
     labs = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"],
                           capture_output=True, text=True, timeout=120)
-    lines = [line for line in (labs.stdout + labs.stderr).splitlines() if "jupyter-deploy" in line]
+    lines = [line for line in plain(labs.stdout + labs.stderr).splitlines() if "jupyter-deploy" in line]
     assert lines and "enabled" in lines[0] and "OK" in lines[0], labs.stdout + labs.stderr
 
 
@@ -115,6 +121,14 @@ def test_services_actions_logs_and_docs(jupyter_factory, manager):
     assert manager.client().service("greeter")["status"] == "stopped"
     assert server.api("POST", f"services/greeter/versions/{deployment.version}/start").ok
     assert manager.client().service("greeter")["status"] == "running"
+
+    # A docs token revoked elsewhere is replaced, not handed out again.
+    record = next(t for t in manager.client().tokens() if t["note"] == "JupyterLab docs tab")
+    manager.client().revoke(record["id"])
+    fresh = server.api("GET", "services/greeter/docs-link").json()["url"]
+    assert fresh != link
+    assert requests.get(f"{manager.url}/services/greeter/openapi.json", timeout=30,
+                        headers={"Authorization": f"Bearer {fresh.split('#token=')[1]}"}).ok
 
     unknown = server.api("POST", "services/nothing-here/stop")
     assert unknown.status_code == 404 and unknown.json()["reason"] == "unknown-service"
