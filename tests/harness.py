@@ -83,13 +83,7 @@ class ManagerProcess:
 
     def stop(self) -> None:
         """Stop the manager (its services keep running, as after a crash or an upgrade)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
 
     def cleanup(self) -> None:
@@ -99,6 +93,17 @@ class ManagerProcess:
         instance_file = self.data_dir / "instance"
         if instance_file.exists():
             remove_docker_objects(instance_file.read_text().strip())
+
+
+def terminate(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a child process, then SIGKILL if it has not exited within 30 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def kill_processes_under(path: Path) -> None:
@@ -211,12 +216,6 @@ class JupyterProcess:
 
     def stop(self) -> None:
         """Stop the server and its kernels."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
         kill_processes_under(self.workdir)

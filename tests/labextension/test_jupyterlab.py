@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import nbformat
 import pytest
 import requests
 from nbclient import NotebookClient
 
 from ..browser import screenshot, visit
+from ..manager.runtimes.support import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -58,17 +57,6 @@ def confirm_dialog(page) -> None:
     dialog.wait_for(state="visible")
     dialog.locator("button.jp-mod-accept").click()
     dialog.wait_for(state="detached")
-
-
-def wait_until(check, timeout: float = 60, what: str = "condition"):
-    """Poll ``check`` (a real condition on the manager) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sidebar_login_empty_and_unreachable(browser, jupyter_factory, manager):
@@ -187,12 +175,22 @@ def test_sidebar_docs_logs_stop_and_delete(browser, jupyter_factory, manager, mo
     answer = requests.post(f"{manager.url}/services/nb-echo/shout", json={"text": "from the lab"},
                            headers=manager.headers(), timeout=30)
     assert answer.json() == "FROM THE LAB"
+    # Run the notebook again: version 0.1.1 becomes main, 0.1.0 stays as the previous main.
+    NotebookClient(nbformat.read(str(path), as_version=4), timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(server.root)}}).execute()
+    assert manager.client().service("nb-echo")["main_version"] == "0.1.1"
 
     with visit(browser, lab_url(server), height=1000) as seen:
         page = seen.page
         open_sidebar(page)
         row = page.locator(f'{SIDEBAR} .jd-service[data-service="nb-echo"]')
         row.locator('.jd-badge[data-status="running"]').first.wait_for(state="visible")
+
+        # Promote the previous version back to main.
+        row.locator('.jd-version[data-version="0.1.0"] button[data-action="promote"]').click()
+        confirm_dialog(page)
+        wait_for(lambda: manager.client().service("nb-echo")["main_version"] == "0.1.0", what="the promote")
+        row.locator('.jd-version[data-version="0.1.0"][data-main="true"]').wait_for(state="visible")
 
         row.locator('button[data-action="docs"]').first.click()
         docs = page.locator("#jupyter-deploy-docs-nb-echo")
@@ -214,12 +212,12 @@ def test_sidebar_docs_logs_stop_and_delete(browser, jupyter_factory, manager, mo
 
         row.locator('button[data-action="stop"]').first.click()
         confirm_dialog(page)
-        wait_until(lambda: manager.client().service("nb-echo")["status"] == "stopped", what="the stop")
+        wait_for(lambda: manager.client().service("nb-echo")["status"] == "stopped", what="the stop")
         row.locator('.jd-badge[data-status="stopped"]').first.wait_for(state="visible")
 
         row.locator('button[data-action="delete"]').first.click()
         confirm_dialog(page)
-        wait_until(lambda: requests.get(f"{manager.url}/api/services/nb-echo", headers=manager.headers(),
+        wait_for(lambda: requests.get(f"{manager.url}/api/services/nb-echo", headers=manager.headers(),
                                         timeout=30).status_code == 404, what="the delete")
         wait_state(page, "empty")
         assert not seen.js_errors, seen.js_errors
