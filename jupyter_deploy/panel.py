@@ -340,7 +340,8 @@ class DeployPanel:
     def refresh(self) -> None:
         """Reload the deployments from the manager."""
         try:
-            client = ManagerClient(self.url, self.token)
+            # Short: the list must not hold the notebook up when the manager is far or down.
+            client = ManagerClient(self.url, self.token, timeout=10)
         except DeployError as exc:
             self.list_box.children = ()
             self.list_status.value = f'<span class="jd-list-state" data-state="login">{html.escape(exc.message)}</span>'
