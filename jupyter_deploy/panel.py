@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import ipywidgets as w
 
-from .capture import describe, dump_payload, runner_modules
+from .capture import describe, dump_payload, runner_modules, type_of
 from .client import ManagerClient
 from .deployment import Deployment, deploy
 from .errors import CaptureError, DeployError
@@ -23,7 +23,7 @@ from .requirements import infer_requirements
 
 NONE = "(none)"
 MODEL_METHODS = ("predict", "predict_proba", "transform")
-SAMPLE_TYPES = (("pandas", "DataFrame"), ("pandas", "Series"), ("numpy", "ndarray"))
+SAMPLE_KINDS = ("dataframe", "series", "ndarray")
 LOG_LINES = 200
 
 # Served when a model is picked without a function: the module name makes cloudpickle ship it by value.
@@ -66,10 +66,15 @@ def user_function(name: str, value: Any) -> bool:
     )
 
 
+def sample_kind(value: Any) -> str | None:
+    """``dataframe``, ``series`` or ``ndarray`` (the kinds of sample a service describes itself from), else None."""
+    kind = type_of(type(value))
+    return kind if kind in SAMPLE_KINDS else None
+
+
 def sample_like(value: Any) -> bool:
-    """A DataFrame, Series or ndarray: the kinds of sample the service describes itself from."""
-    cls = type(value)
-    return any(cls.__module__.split(".")[0] == mod and cls.__name__ == name for mod, name in SAMPLE_TYPES)
+    """A DataFrame, Series or ndarray."""
+    return sample_kind(value) is not None
 
 
 def model_entrypoint(model: Any, sample: Any = None) -> Callable[..., Any]:
@@ -249,8 +254,7 @@ class DeployPanel:
             return
         try:
             _, modules = dump_payload(named)
-            sample = self.sample_value()
-            kind = None if sample is None else ("ndarray" if type(sample).__name__ == "ndarray" else "dataframe")
+            kind = sample_kind(self.sample_value())
             modules |= runner_modules([describe(n, fn) for n, fn in named.items()], {"kind": kind} if kind else None)
             _, inferred = infer_requirements(modules, [])
         except DeployError as exc:
@@ -350,7 +354,7 @@ class DeployPanel:
             services = client.services()
         except DeployError as exc:
             self.list_box.children = ()
-            self.list_status.value = f'<span class="jd-list-state" data-state="error" style="color:#cf222e">{html.escape(exc.message)}</span>'
+            self._list_error(exc)
             return
         finally:
             client.close()
@@ -359,6 +363,11 @@ class DeployPanel:
         else:
             self.list_status.value = ""
         self.list_box.children = tuple(self._row(s) for s in services)
+
+    def _list_error(self, exc: DeployError) -> None:
+        self.list_status.value = (
+            f'<span class="jd-list-state" data-state="error" style="color:#cf222e">{html.escape(exc.message)}</span>'
+        )
 
     def _row(self, service: dict[str, Any]) -> w.Widget:
         name, status = service["name"], service.get("status", "")
@@ -408,7 +417,7 @@ class DeployPanel:
                 client.close()
         except DeployError as exc:
             self.refresh()
-            self.list_status.value = f'<span class="jd-list-state" data-state="error" style="color:#cf222e">{html.escape(exc.message)}</span>'
+            self._list_error(exc)
             return
         self.refresh()
 

@@ -171,7 +171,6 @@ class LogsHandler(DeployHandler):
     @web.authenticated
     async def get(self, name: str) -> None:
         """The last lines of the service's log as ``{"text": ...}``."""
-        self.check_names(name)
         try:
             tail = int(self.get_query_argument("tail", "200"))
         except ValueError:
