@@ -14,12 +14,13 @@ from typing import Any, Callable, Mapping
 
 import ipywidgets as w
 
-from .capture import describe, dump_payload, runner_modules, type_of
 from .client import ManagerClient
 from .deployment import Deployment, deploy
 from .errors import CaptureError, DeployError
 from .progress import PHASE_TITLES, PHASES, Progress
-from .requirements import infer_requirements
+from .requirements import infer_requirements, runner_modules
+from .signatures import describe, type_of
+from .tracing import dump_payload
 
 NONE = "(none)"
 MODEL_METHODS = ("predict", "predict_proba", "transform")
@@ -253,7 +254,7 @@ class DeployPanel:
             self.inferred.value = f'<span class="jd-hint">{html.escape(exc.message)}</span>'
             return
         try:
-            _, modules = dump_payload(named)
+            _, modules, _ = dump_payload(named)
             kind = sample_kind(self.sample_value())
             modules |= runner_modules([describe(n, fn) for n, fn in named.items()], {"kind": kind} if kind else None)
             _, inferred = infer_requirements(modules, [])

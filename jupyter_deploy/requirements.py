@@ -1,4 +1,4 @@
-"""Infer pinned requirements from the modules a capture reached.
+"""Infer pinned requirements from the modules a capture reached and those the runner needs.
 
 Top-level modules are mapped to installed distributions, pinned to the
 versions installed in the kernel, and expanded to their full dependency
@@ -92,6 +92,19 @@ def infer_requirements(modules: set[str], explicit: list[str] | None) -> tuple[l
         "explicit": explicit_resolved,
     }
     return requirements, inferred
+
+
+def runner_modules(entrypoints: list[dict[str, Any]], sample_info: dict[str, Any] | None) -> set[str]:
+    """Modules the runner needs to build the inputs, even when only string annotations mention them."""
+    kinds = {p.get("type") for e in entrypoints for p in e.get("parameters", [])}
+    if sample_info:
+        kinds.add(sample_info.get("kind"))
+    needed = set()
+    if kinds & {"dataframe", "series"}:
+        needed.add("pandas")
+    if kinds & {"dataframe", "series", "ndarray"}:
+        needed.add("numpy")
+    return needed
 
 
 def _name(dist: metadata.Distribution) -> str:

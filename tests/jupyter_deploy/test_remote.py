@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import jupyter_deploy
-from jupyter_deploy.capture import encode_sample
+from jupyter_deploy.samples import encode_sample
 from jupyter_deploy.errors import InvalidInput
 from jupyter_deploy.progress import Progress
 from jupyter_deploy.remote import RemoteService, _Checks, encode
