@@ -10,16 +10,14 @@ from typing import Any, Callable, Iterable, Mapping, Union
 
 import cloudpickle
 
-from .bundle import SERVICE_NAME_RE, VERSION_RE, Bundle, pack
+from jupyter_deploy_contract import SERVICE_NAME_RULE, VERSION_RULE, is_service_name, is_version
+
+from .bundle import Bundle, pack
 from .errors import CaptureError
 from .requirements import infer_requirements, runner_modules
 from .samples import encode_sample
 from .signatures import describe
 from .tracing import dump_payload
-
-# The manager's rules, checked here too so a bad name fails before anything is pickled or uploaded.
-_SERVICE_NAME = SERVICE_NAME_RE
-_VERSION = VERSION_RE
 
 Functions = Union[Callable[..., Any], Iterable[Callable[..., Any]], Mapping[str, Callable[..., Any]]]
 """What ``capture`` takes: one function, a list of them, or an entrypoint name -> function dict."""
@@ -38,17 +36,12 @@ def capture(
 
     ``monitor`` (True for all, or entrypoint names) marks entrypoints whose calls the manager keeps.
     """
-    if not isinstance(name, str) or not _SERVICE_NAME.match(name):
-        raise CaptureError(
-            f"service name {name!r} is invalid: use lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 48 characters"
-        )
+    # The manager's rules, checked here too so a bad name fails before anything is pickled or uploaded.
+    if not is_service_name(name):
+        raise CaptureError(f"service name {name!r} is invalid: use {SERVICE_NAME_RULE}")
     if version is not None:
-        if isinstance(version, bool) or not isinstance(version, (str, int)) or not _VERSION.match(str(version)):
-            raise CaptureError(
-                f"version {version!r} is invalid: use letters, digits, '.', '_' or '-', "
-                "starting and ending with a letter or digit, at most 32 characters"
-            )
+        if isinstance(version, bool) or not isinstance(version, (str, int)) or not is_version(str(version)):
+            raise CaptureError(f"version {version!r} is invalid: use {VERSION_RULE}")
     if isinstance(requirements, str):
         requirements = [requirements]
 

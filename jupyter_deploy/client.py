@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 import requests
 
+from jupyter_deploy_contract import read_error
+
 from . import config
 from .bundle import Bundle
 from .errors import ConnectionFailed, DeployError, error_for_status
@@ -51,7 +53,7 @@ class ManagerClient:
     def _error(resp: requests.Response) -> DeployError:
         try:
             body = resp.json()
-            message, reason = body.get("message") or resp.reason, body.get("reason")
+            message, reason = read_error(body, resp.reason)
         except ValueError:
             body, message, reason = None, (resp.text.strip() or resp.reason), None
         return error_for_status(resp.status_code, message, reason, detail=body)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import sys
 from typing import Any
+
+import jupyter_deploy_contract as contract
+from jupyter_deploy_contract import inputs
 
 from .client import ManagerClient
 from .errors import InvalidInput
@@ -28,73 +30,25 @@ _ANNOTATIONS = {
 
 
 def encode(value: Any) -> str:
-    """JSON text for one argument: DataFrames in pandas' split form, arrays and numpy scalars as plain values."""
-    module = type(value).__module__ or ""
-    if module.startswith("pandas"):
-        if hasattr(value, "columns") and hasattr(value, "iloc"):
-            return _frame_json(value)
-        if hasattr(value, "isna") and hasattr(value, "tolist"):
-            return json.dumps(_column_values(value), default=_fallback)
-    if module.startswith("numpy"):
-        if hasattr(value, "tolist"):
-            return json.dumps(value.tolist(), default=_fallback, allow_nan=False) if _finite(value) else _nan_safe(value.tolist())
-    return json.dumps(value, default=_fallback)
-
-
-def _column_values(column: Any) -> list[Any]:
-    """A column as Python values with missing ones as None; floats keep their exact value."""
-    values = column.tolist()
-    if column.hasnans:
-        values = [None if missing else v for v, missing in zip(values, column.isna().tolist())]
-    return values
-
-
-def _frame_json(frame: Any) -> str:
-    """pandas' split form, built from exact Python values (to_json rounds floats to 10 decimals)."""
-    columns = [_column_values(frame.iloc[:, i]) for i in range(frame.shape[1])]
-    data = [list(row) for row in zip(*columns)] if columns else [[] for _ in range(len(frame))]
-    return json.dumps({"columns": frame.columns.tolist(), "data": data}, default=_fallback)
-
-
-def _finite(value: Any) -> bool:
+    """JSON text for one argument: DataFrames in pandas' split form with exact floats, missing values as null."""
     try:
-        import numpy
-
-        return bool(numpy.all(numpy.isfinite(value))) if value.dtype.kind in "fc" else True
-    except Exception:  # noqa: BLE001 - object arrays and the like: let the slow path decide
-        return False
-
-
-def _nan_safe(value: Any) -> str:
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), default=_fallback)
-
-
-def _fallback(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"cannot send a {type(value).__name__} as JSON")
+        return contract.dumps(value, frames="split").decode()
+    except contract.Unserialisable as exc:
+        raise TypeError(f"cannot send a {exc.type_name} as JSON") from None
 
 
 # --- client-side input checks -------------------------------------------------
 #
 # The service answers 422 when a body does not fit an entrypoint. The same
-# check runs here first, with the runner's own code
-# (jupyter_deploy_manager.runner.convert), so a bad call fails at once, with
+# check runs here first, with the contract's input rules that the runner
+# applies (jupyter_deploy_contract.inputs), so a bad call fails at once, with
 # the same message, and sends nothing. Each argument is checked on a stand-in
 # that gets the runner's exact verdict for the argument's JSON: the parsed JSON
-# itself when it is small, else something cheap (an empty list for a big list,
-# the local frame with only the columns whose JSON could read differently
-# rebuilt from their JSON, a zero-copy array of the same shape and dtype), so
-# checking a big frame or array costs little next to encoding it. Which local
+# itself when it is small, else something cheap (an empty list for a big list;
+# prepared values that skip the parse step: the local frame with only the
+# columns whose JSON could read differently rebuilt from their JSON, a
+# zero-copy array of the same shape and dtype), so checking a big frame or
+# array costs little next to encoding it. Which local
 # columns are "safe" mirrors what the runner checks (names, nulls, casts);
 # tests/jupyter_deploy/test_remote.py compares both verdicts over a dtype matrix.
 
@@ -201,45 +155,45 @@ def _array_standin(array: Any, param: Any) -> Any:
     return np.broadcast_to(np.zeros((), dtype=target if target is not None else array.dtype), array.shape)
 
 
-def _standin(param: Any, value: Any, text: str) -> Any:
-    """What to check for one argument in place of its JSON ``text``, with the same verdict and message."""
+def _standin(param: Any, value: Any, text: str) -> tuple[Any, bool]:
+    """What to check for one argument in place of its JSON ``text``, and whether it is already parsed."""
     if param is None:
-        return None  # an unexpected parameter: only its name matters
+        return None, False  # an unexpected parameter: only its name matters
     if len(text) <= SMALL_ARGUMENT:
-        return json.loads(text)
+        return json.loads(text), False
     module = type(value).__module__ or ""
     if param.type == "dataframe":
         if module.startswith("pandas") and hasattr(value, "columns"):
             standin = _frame_standin(value, param)
+            if isinstance(standin, list):
+                return standin, False
             if standin is not None:
-                return standin
+                return standin, True
         # Records or a dict of columns: only the real conversion can tell (it costs about what the service pays).
-        return json.loads(text) if text.lstrip()[:1] in ("[", "{") else _by_json_type(text)
+        return (json.loads(text) if text.lstrip()[:1] in ("[", "{") else _by_json_type(text)), False
     if param.type == "ndarray":
         if module.startswith("numpy") and hasattr(value, "ndim"):
             standin = _array_standin(value, param)
             if standin is not None:
-                return standin
-        return json.loads(text) if text.lstrip()[:1] == "[" else _by_json_type(text)
+                return standin, True
+        return (json.loads(text) if text.lstrip()[:1] == "[" else _by_json_type(text)), False
     # A Series is built from any JSON list or object, and scalar and any
     # parameters only look at the JSON type.
-    return _by_json_type(text)
+    return _by_json_type(text), False
 
 
 class _Checks:
-    """The runner's input checks for one service, built on first use (they may import pandas/numpy)."""
+    """The contract's input checks for one service, built on first use (they may import pandas/numpy)."""
 
     def __init__(self, info: dict[str, Any]):
         self._manifest = {"entrypoints": info.get("entrypoints") or [], "sample": info.get("sample")}
         self._entrypoints: dict[str, Any] | None = None
 
     def entrypoint(self, name: str) -> Any:
-        """The runner's Entrypoint for ``name``, or None when it cannot be checked here."""
+        """The contract's Entrypoint for ``name``, or None when it cannot be checked here."""
         if self._entrypoints is None:
             try:
-                from jupyter_deploy_manager.runner import convert
-
-                self._entrypoints = convert.checkers(self._manifest)
+                self._entrypoints = inputs.checkers(self._manifest)
             except Exception:  # noqa: BLE001 - no pandas here, or a manifest this version does not read: the service checks
                 self._entrypoints = {}
         return self._entrypoints.get(name)
@@ -249,12 +203,11 @@ class _Checks:
         entrypoint = self.entrypoint(name)
         if entrypoint is None:
             return
-        from jupyter_deploy_manager.runner.convert import InvalidInput as RunnerInvalidInput
-
         try:
-            body = {key: _standin(entrypoint.by_name.get(key), arguments[key], text) for key, text in encoded.items()}
-            entrypoint.arguments(body)
-        except RunnerInvalidInput as exc:
+            standins = {key: _standin(entrypoint.by_name.get(key), arguments[key], text) for key, text in encoded.items()}
+            body = {key: value for key, (value, _) in standins.items()}
+            entrypoint.arguments(body, prepared={key for key, (_, prepared) in standins.items() if prepared})
+        except inputs.InvalidInput as exc:
             raise InvalidInput(str(exc), reason="invalid-input", status=422, detail=exc.errors) from None
         except Exception:  # noqa: BLE001 - whatever the check itself trips on, the service decides
             return

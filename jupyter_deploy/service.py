@@ -157,9 +157,9 @@ def _default_name() -> str:
     script = getattr(main, "__file__", None)
     folder = Path(script).resolve().parent.name if script else ""
     name = re.sub(r"[^a-z0-9]+", "-", folder.lower()).strip("-")[:48].strip("-")
-    from .bundle import SERVICE_NAME_RE
+    from jupyter_deploy_contract import is_service_name
 
-    return name if SERVICE_NAME_RE.match(name) else "service"
+    return name if is_service_name(name) else "service"
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, *, name: str | None = None) -> None:
@@ -176,7 +176,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, *, name: str | None = None) -
     with tempfile.TemporaryDirectory(prefix="jupyter-deploy-run-") as tmp:
         extract(bundle.data, tmp)
         # The same runner a deployed service uses, so local answers match deployed ones.
-        cmd = [sys.executable, "-m", "jupyter_deploy_manager.runner", "--bundle", tmp, "--host", host, "--port", str(port)]
+        cmd = [sys.executable, "-m", "jupyter_deploy_runner", "--bundle", tmp, "--host", host, "--port", str(port)]
         proc = subprocess.Popen(cmd)
         try:
             code = proc.wait()

@@ -10,7 +10,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..bundle import SERVICE_NAME_RE, VERSION_RE
+from jupyter_deploy_contract import is_service_name, is_version
+
 from ..client import ManagerClient
 from ..errors import ConfigError, ConnectionFailed, DeployError, Unauthorized
 from .session import JupyterDeploy
@@ -66,9 +67,9 @@ class DeployHandler(APIHandler):
 
     def check_names(self, name: str, version: str | None = None) -> None:
         """404 for names the manager could never have, before any call."""
-        if not SERVICE_NAME_RE.match(name):
+        if not is_service_name(name):
             raise web.HTTPError(404, f"no service named {name!r}", reason="unknown-service")
-        if version is not None and not VERSION_RE.match(version):
+        if version is not None and not is_version(version):
             raise web.HTTPError(404, f"no version {version!r} of service {name!r}", reason="unknown-version")
 
 

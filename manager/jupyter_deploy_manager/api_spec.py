@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from jupyter_deploy import bundle as bundle_format
+import jupyter_deploy_contract as contract
 
 from . import __version__
 from .auth import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, ROLES, SCOPES, USERNAME_RE
 from .handlers import MAX_TOKEN_LIFETIME, BaseHandler
-from .openapi import ERROR_SCHEMA
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -34,7 +33,7 @@ _ERRORS: dict[str, str] = {
 
 _NAME = {
     "type": "string",
-    "pattern": bundle_format.SERVICE_NAME_RE.pattern,
+    "pattern": contract.anchored(contract.SERVICE_NAME_PATTERN),
     "description": "Service name: 1-48 lowercase letters, digits and dashes.",
 }
 _USERNAME = {
@@ -45,7 +44,7 @@ _USERNAME = {
 _PASSWORD = {"type": "string", "minLength": MIN_PASSWORD_LENGTH, "maxLength": MAX_PASSWORD_LENGTH}
 _VERSION = {
     "type": "string",
-    "pattern": bundle_format.VERSION_RE.pattern,
+    "pattern": contract.anchored(contract.VERSION_PATTERN),
     "description": "Version, e.g. 0.1.0.",
 }
 
@@ -99,7 +98,7 @@ def _schemas() -> dict[str, Any]:
     """Component schemas of request and answer bodies."""
     iso = {"type": ["string", "null"], "format": "date-time"}
     return {
-        "Error": ERROR_SCHEMA,
+        "Error": contract.ERROR_SCHEMA,
         "MonitoredCall": {
             "type": "object",
             "properties": {

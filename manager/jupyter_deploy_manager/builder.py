@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import json
 import os
 import platform
@@ -21,6 +22,10 @@ from packaging.version import InvalidVersion
 from .runtimes.base import Lock, LogSink, RuntimeError_, host_python, run_streamed
 
 RUNNER_PACKAGE = "jupyter_deploy_runner"
+"""The top-level name the runner package is staged as."""
+
+CONTRACT_PACKAGE = "jupyter_deploy_contract"
+"""The contract package, staged beside the runner, which imports it."""
 """Top-level name the runner package is copied under in images and process stages."""
 
 # Oldest glibc among the base images we target (bullseye 2.31); wheels built for a newer
@@ -211,18 +216,33 @@ def install_command(wheel_dir: str, wheels: list[str]) -> list[str]:
             *(f"{wheel_dir.rstrip('/')}/{name}" for name in wheels)]
 
 
+def _package_dir(name: str) -> Path:
+    # Found, not imported: the manager stages these packages as files and never runs their code itself.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError_(f"the {name} package is not installed beside the manager")
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
+
+
 def runner_source() -> Path:
-    """Folder of the runner package shipped inside the manager."""
-    return Path(__file__).resolve().parent / "runner"
+    """Folder of the runner package, installed beside the manager."""
+    return _package_dir(RUNNER_PACKAGE)
+
+
+def contract_source() -> Path:
+    """Folder of the contract package the runner imports."""
+    return _package_dir(CONTRACT_PACKAGE)
 
 
 def stage_runner(dest: Path) -> Path:
-    """Copy the runner package to ``dest/jupyter_deploy_runner`` (no caches); return that path."""
+    """Copy the runner package to ``dest/jupyter_deploy_runner`` and the contract beside it; return the runner's path."""
     src = runner_source()
     if not (src / "__main__.py").is_file():
         raise RuntimeError_(f"the service runner package is incomplete: {src / '__main__.py'} is missing")
-    target = Path(dest) / RUNNER_PACKAGE
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
-    return target
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    for source, name in ((src, RUNNER_PACKAGE), (contract_source(), CONTRACT_PACKAGE)):
+        target = Path(dest) / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target, ignore=ignore)
+    return Path(dest) / RUNNER_PACKAGE

@@ -5,32 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import __version__
+import jupyter_deploy_contract as contract
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "Every error answer: a message for people and a reason for programs.",
-    "properties": {
-        "message": {"type": "string", "description": "What went wrong, naming the field or column."},
-        "reason": {"type": "string", "description": "Machine-readable reason, e.g. invalid-input."},
-        "errors": {
-            "type": "array",
-            "description": "With 422: one entry per problem, all of them at once.",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "field": {"type": "string"},
-                    "column": {"type": "string"},
-                    "problem": {"type": "string", "enum": ["missing", "unexpected", "type", "dtype", "shape", "value"]},
-                    "expected": {"type": "string"},
-                    "got": {"type": "string"},
-                },
-                "required": ["field", "problem"],
-            },
-        },
-    },
-    "required": ["message", "reason"],
-}
+from . import __version__
 
 ERROR_RESPONSES: dict[str, str] = {
     "400": "The body is not a JSON object.",
@@ -43,14 +20,7 @@ ERROR_RESPONSES: dict[str, str] = {
     "503": "The service has no running version.",
 }
 
-_SCALARS: dict[str, dict[str, Any]] = {
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "str": {"type": "string"},
-    "bool": {"type": "boolean"},
-    "list": {"type": "array"},
-    "dict": {"type": "object"},
-}
+_SCALARS: dict[str, dict[str, Any]] = {kind: {"type": schema} for kind, schema in contract.JSON_SCHEMA_TYPES.items()}
 
 _RETURNS: dict[str, dict[str, Any]] = {
     "list": {"type": "array"},
@@ -331,7 +301,7 @@ def service_document(name: str, version: str, manifest: dict[str, Any], server_u
         "servers": [{"url": server_url}],
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": contract.ERROR_SCHEMA},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearerAuth": []}],

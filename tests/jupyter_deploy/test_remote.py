@@ -19,7 +19,7 @@ from jupyter_deploy.samples import encode_sample
 from jupyter_deploy.errors import InvalidInput
 from jupyter_deploy.progress import Progress
 from jupyter_deploy.remote import RemoteService, _Checks, encode
-from jupyter_deploy_manager.runner import convert
+from jupyter_deploy_contract import inputs
 
 # --- what the services run ------------------------------------------------------
 
@@ -250,11 +250,11 @@ def _entrypoint(sample: Any, **types: str) -> dict[str, Any]:
 
 def _verdicts(info: dict[str, Any], **arguments: Any) -> tuple[Any, Any]:
     """(runner on the parsed body, connect's check) for the same call: each None or (message, errors)."""
-    entrypoint = convert.checkers(info)["f"]
+    entrypoint = inputs.checkers(info)["f"]
     try:
         entrypoint.arguments(json.loads(body_of(**arguments)))
         server = None
-    except convert.InvalidInput as exc:
+    except inputs.InvalidInput as exc:
         server = (str(exc), exc.errors)
     try:
         _Checks(info).check("f", arguments, {k: encode(v) for k, v in arguments.items()})

@@ -112,5 +112,5 @@ def test_stage_runner_copies_the_package(tmp_path):
     (target / "stale.py").write_text("")
     stage_runner(tmp_path)  # staging again replaces, it does not merge
     assert not (target / "stale.py").exists()
-    source = Path(__import__("jupyter_deploy_manager.runner", fromlist=["x"]).__file__).parent
+    source = Path(__import__("jupyter_deploy_runner").__file__).parent
     assert sorted(p.name for p in target.glob("*.py")) == sorted(p.name for p in source.glob("*.py"))

@@ -21,7 +21,7 @@ import docker.errors
 from docker.types import LogConfig
 
 from ..baseimage import resolve_base_image
-from ..builder import Wheelhouse, install_command, stage_runner
+from ..builder import CONTRACT_PACKAGE, Wheelhouse, install_command, stage_runner
 from .base import LABEL, RUNNER_PORT, Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec
 
 EventSink = Callable[[str, str, str, str], None]
@@ -475,7 +475,7 @@ def _stream_logs(container: Any, log: LogSink) -> list[str]:
 
 
 def _app_tar(bundle_dir: Path) -> bytes:
-    """Tar of /app: the runner package and the bundle's two files, owned by root, world-readable."""
+    """Tar of /app: the runner and contract packages and the bundle's two files, owned by root, world-readable."""
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="jd-app-") as tmp:
         runner = stage_runner(Path(tmp))
@@ -492,9 +492,10 @@ def _app_tar(bundle_dir: Path) -> bytes:
                     tar.addfile(info)
 
             add(Path(tmp), "app")
-            add(runner, "app/jupyter_deploy_runner")
-            for path in sorted(runner.rglob("*")):
-                add(path, f"app/jupyter_deploy_runner/{path.relative_to(runner).as_posix()}")
+            for package in (runner, runner.parent / CONTRACT_PACKAGE):
+                add(package, f"app/{package.name}")
+                for path in sorted(package.rglob("*")):
+                    add(path, f"app/{package.name}/{path.relative_to(package).as_posix()}")
             add(Path(bundle_dir), "app/bundle")
             for member in ("manifest.json", "payload.pkl"):
                 source = Path(bundle_dir) / member

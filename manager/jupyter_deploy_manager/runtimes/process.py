@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..builder import RUNNER_PACKAGE, Wheelhouse, install_command, stage_runner
+from ..builder import CONTRACT_PACKAGE, RUNNER_PACKAGE, Wheelhouse, install_command, stage_runner
 from .base import Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec, host_python, run_streamed
 
 EventSink = Callable[[str, str, str, str], None]
@@ -328,7 +328,8 @@ class ProcessRuntime(Runtime):
             venv = self.venv_dir(spec.lock)
             if not (venv / ".complete").exists():
                 raise RuntimeError_(f"no venv for {spec.service} version {spec.version}: build it first")
-            if not (stage / "bundle" / "payload.pkl").is_file() or not (stage / RUNNER_PACKAGE).is_dir():
+            if not (stage / "bundle" / "payload.pkl").is_file() or not all(
+                    (stage / package).is_dir() for package in (RUNNER_PACKAGE, CONTRACT_PACKAGE)):
                 self._stage(spec)
             old = self._read_state(stage) or {}
             fresh = _Proc(service=spec.service, version=spec.version, key=spec.key, stage=stage,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import EXIT_LOAD_FAILED, EXIT_REFUSED
+from jupyter_deploy_contract import MANIFEST, PAYLOAD, ContractError, check_payload, parse_manifest
 
-MANIFEST = "manifest.json"
-PAYLOAD = "payload.pkl"
+from . import EXIT_LOAD_FAILED, EXIT_REFUSED
 
 
 class StartupError(Exception):
@@ -37,24 +34,16 @@ def running_python() -> str:
 
 
 def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    """Parse ``manifest.json`` from an extracted bundle directory."""
+    """Parse and check ``manifest.json`` of an extracted bundle directory."""
     path = bundle_dir / MANIFEST
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise StartupError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        manifest = json.loads(raw)
-    except ValueError as exc:
-        raise StartupError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise StartupError(f"{path} must hold a JSON object")
-    for key in ("name", "python", "cloudpickle", "entrypoints", "payload"):
-        if key not in manifest:
-            raise StartupError(f"{path} lacks {key!r}")
-    if not isinstance(manifest["entrypoints"], list) or not manifest["entrypoints"]:
-        raise StartupError(f"{path} names no entrypoint")
-    return manifest
+        return parse_manifest(raw)
+    except ContractError as exc:
+        raise StartupError(f"{path}: {exc}") from exc
 
 
 def check(manifest: dict[str, Any], payload: bytes) -> None:
@@ -76,13 +65,10 @@ def check(manifest: dict[str, Any], payload: bytes) -> None:
             f"pin cloudpickle=={want_cp} in the service's requirements or redeploy from a kernel "
             f"with cloudpickle {have_cp}"
         )
-    expected = (manifest.get("payload") or {}).get("sha256")
-    actual = hashlib.sha256(payload).hexdigest()
-    if expected != actual:
-        raise StartupError(
-            f"payload checksum mismatch: manifest says {expected}, payload is {actual}; "
-            f"the bundle is damaged, redeploy it"
-        )
+    try:
+        check_payload(manifest, payload)
+    except ContractError as exc:
+        raise StartupError(f"{exc}; the bundle is damaged, redeploy it") from exc
 
 
 def load(bundle_dir: Path) -> Loaded:

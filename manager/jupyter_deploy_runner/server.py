@@ -17,7 +17,8 @@ import tornado.httpserver
 import tornado.iostream
 import tornado.web
 
-from .convert import Entrypoint, InvalidInput, Unserialisable, to_json
+from jupyter_deploy_contract import Unserialisable, dumps, error_json
+from jupyter_deploy_contract.inputs import Entrypoint, InvalidInput
 
 MAX_BODY = 64 * 1024 * 1024
 """Largest request body accepted, in bytes."""
@@ -30,7 +31,7 @@ INLINE_MAX_BODY = 256 * 1024
 
 
 def _error(status: int, reason: str, message: str, **extra: Any) -> tuple[int, bytes]:
-    return status, json.dumps({"message": message, "reason": reason, **extra}).encode()
+    return status, error_json(reason, message, **extra)
 
 
 def _log_traceback(header: str) -> None:
@@ -107,7 +108,7 @@ class Service:
             _log_traceback(f"entrypoint {ep.name} raised {type(exc).__name__}:")
             return _error(500, "entrypoint-error", f"{ep.name} raised {type(exc).__name__}; see the service log")
         try:
-            return 200, to_json(result)
+            return 200, dumps(result)
         except Unserialisable as exc:
             # A traceback would only show the encoder; the type is what the user needs.
             sys.stderr.write(f"entrypoint {ep.name} returned an unserialisable {exc.type_name}\n")

@@ -26,10 +26,12 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 from jupyter_deploy.bundle import extract, pack
+from jupyter_deploy_manager.builder import stage_runner
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
-RUNNER_DIR = REPO / "manager" / "jupyter_deploy_manager" / "runner"
+RUNNER_DIR = REPO / "manager" / "jupyter_deploy_runner"
+CONTRACT_DIR = REPO / "jupyter_deploy_contract"
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 DEADLINE = 60.0
 _NO = object()
@@ -93,7 +95,7 @@ class Runner:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stdout_path, self.stderr_path = logs / "stdout.log", logs / "stderr.log"
         self._out, self._err = open(self.stdout_path, "wb"), open(self.stderr_path, "wb")
-        command = command or [sys.executable, "-m", "jupyter_deploy_manager.runner"]
+        command = command or [sys.executable, "-m", "jupyter_deploy_runner"]
         self.proc = subprocess.Popen(
             [*command, "--bundle", str(bundle_dir), "--host", "127.0.0.1", "--port", str(self.port), *args],
             stdout=self._out, stderr=self._err, cwd=cwd,
@@ -146,7 +148,7 @@ class Runner:
 def run_to_exit(bundle_dir: Path) -> subprocess.CompletedProcess[str]:
     """Run the runner on a bundle that must not start; return its exit status and output."""
     return subprocess.run(
-        [sys.executable, "-m", "jupyter_deploy_manager.runner", "--bundle", str(bundle_dir),
+        [sys.executable, "-m", "jupyter_deploy_runner", "--bundle", str(bundle_dir),
          "--host", "127.0.0.1", "--port", str(free_port())],
         capture_output=True, text=True, timeout=DEADLINE, cwd=REPO,
     )
@@ -620,11 +622,12 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_0(tmp_path: Path, iris_bu
         runner.stop()
 
 
-ALLOWED_IMPORTS = {"cloudpickle", "tornado", "pandas", "numpy"}
+ALLOWED_IMPORTS = {"cloudpickle", "tornado", "pandas", "numpy", "jupyter_deploy_contract"}
+"""What a runner image holds besides the stdlib; the contract's own imports are checked by import-linter."""
 
 
-def test_runner_imports_only_the_stdlib_tornado_cloudpickle_pandas_numpy() -> None:
-    for path in sorted(RUNNER_DIR.glob("*.py")):
+def test_runner_imports_only_the_stdlib_tornado_cloudpickle_pandas_numpy_and_the_contract() -> None:
+    for path in sorted([*RUNNER_DIR.glob("*.py"), *CONTRACT_DIR.glob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -643,9 +646,10 @@ def test_runs_as_a_copied_top_level_package_without_jupyter_deploy(tmp_path: Pat
                                                                    iris: Any) -> None:
     X, model = iris
     stage = tmp_path / "stage"
-    shutil.copytree(RUNNER_DIR, stage / "jupyter_deploy_runner", ignore=shutil.ignore_patterns("__pycache__"))
+    stage_runner(stage)
+    assert sorted(p.name for p in stage.iterdir()) == ["jupyter_deploy_contract", "jupyter_deploy_runner"]
     # Started the way runtimes do (python -m jupyter_deploy_runner), with the
-    # project's own packages made unimportable.
+    # project's other packages made unimportable and the staged copies first on the path.
     bootstrap = textwrap.dedent("""
         import runpy, sys
         class Block:
@@ -653,10 +657,13 @@ def test_runs_as_a_copied_top_level_package_without_jupyter_deploy(tmp_path: Pat
                 if name.split(".")[0] in ("jupyter_deploy", "jupyter_deploy_manager"):
                     raise ImportError("the runner must not import " + name)
         sys.meta_path.insert(0, Block())
+        import jupyter_deploy_contract, jupyter_deploy_runner
+        assert all(m.__file__.startswith(sys.argv[1]) for m in (jupyter_deploy_contract, jupyter_deploy_runner))
+        del sys.argv[1]
         sys.argv[0] = "jupyter_deploy_runner"
         runpy.run_module("jupyter_deploy_runner", run_name="__main__", alter_sys=True)
     """)
-    runner = Runner(iris_bundle, tmp_path / "logs", command=[sys.executable, "-c", bootstrap], cwd=stage)
+    runner = Runner(iris_bundle, tmp_path / "logs", command=[sys.executable, "-c", bootstrap, str(stage)], cwd=stage)
     try:
         runner.wait_healthy()
         response = runner.post("predict", {"data": X.head(3).to_dict(orient="records")})

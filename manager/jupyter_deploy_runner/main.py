@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_now)
     try:
         loaded = load(Path(args.bundle).resolve())
-        from .convert import compile_entrypoints
+        from jupyter_deploy_contract.inputs import compile_entrypoints
 
         try:
             entrypoints = compile_entrypoints(loaded.manifest, loaded.functions)

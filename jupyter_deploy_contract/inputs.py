@@ -1,23 +1,25 @@
-"""Request bodies to call arguments (with validation) and return values to JSON bytes.
+"""The input half of the contract: which request bodies fit an entrypoint, and the arguments they make.
+
+The runner applies these rules to every call; ``connect()`` applies the same
+ones in the notebook before sending, so a bad call fails there with the
+service's own message. Each parameter is read in two steps: ``parse`` builds
+the Python value from the JSON one (a DataFrame from records, an array from
+nested lists) and ``check`` holds it against the sample (columns, dtypes,
+shape). A caller that already holds the value ``parse`` would build passes it
+as *prepared* and only ``check`` runs.
 
 pandas and numpy are imported only when the manifest has a parameter or sample
-that needs them, and at startup rather than on the first request.
+that needs them, and when the entrypoints are compiled rather than on the first call.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import inspect
-import json
-import math
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
-SCALAR_TYPES = ("int", "float", "str", "bool", "list", "dict")
-"""Parameter types checked against the JSON value's type."""
+from . import SCALAR_TYPES, param_type
 
 
 class InvalidInput(Exception):
@@ -26,14 +28,6 @@ class InvalidInput(Exception):
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.errors = errors
-
-
-class Unserialisable(Exception):
-    """The return value holds something JSON cannot represent; answered with 500."""
-
-    def __init__(self, type_name: str) -> None:
-        super().__init__(type_name)
-        self.type_name = type_name
 
 
 class _FieldProblems(Exception):
@@ -167,9 +161,6 @@ def _build_frame(value: Any, param: Param) -> Any:
     import pandas as pd
 
     sample = param.frame
-    if isinstance(value, pd.DataFrame):
-        # Never from JSON: a client's checker passes the frame the runner would build from its body.
-        return value
     try:
         if isinstance(value, list):
             if not all(type(row) is dict for row in value):
@@ -235,8 +226,7 @@ def _cast(series: Any, dtype: Any) -> Any:
     return out
 
 
-def _dataframe(value: Any, param: Param) -> Any:
-    df = _build_frame(value, param)
+def _check_frame(df: Any, param: Param) -> Any:
     sample = param.frame
     if sample is None:
         return df
@@ -303,11 +293,10 @@ def _fmt_shape(shape: tuple[Any, ...]) -> str:
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
-def _ndarray(value: Any, param: Param) -> Any:
+def _build_array(value: Any, param: Param) -> Any:
     import numpy as np
 
-    # An ndarray never comes from JSON: a client's checker passes one that equals what the list would give.
-    if type(value) is not list and not isinstance(value, np.ndarray):
+    if type(value) is not list:
         raise _bad_shape(param, "a (nested) list", value)
     sample = param.array
     dtype = sample.dtype if sample is not None else None
@@ -324,6 +313,11 @@ def _ndarray(value: Any, param: Param) -> Any:
             [{"field": param.name, "problem": "dtype" if dtype is not None else "value",
               **({"expected": str(dtype)} if dtype is not None else {})}],
         ) from exc
+    return arr
+
+
+def _check_array(arr: Any, param: Param) -> Any:
+    sample = param.array
     if sample is not None and sample.trailing is not None:
         want = sample.trailing
         got = arr.shape[1:]
@@ -340,13 +334,16 @@ def _any(value: Any, param: Param) -> Any:
     return value
 
 
-_CONVERTERS: dict[str, Callable[[Any, "Param"], Any]] = {
-    **{kind: _scalar(kind) for kind in SCALAR_TYPES},
-    "dataframe": _dataframe,
-    "series": _series,
-    "ndarray": _ndarray,
-    "any": _any,
+Step = Callable[[Any, "Param"], Any]
+
+_STEPS: dict[str, tuple[Step, Step]] = {
+    **{kind: (_scalar(kind), _any) for kind in SCALAR_TYPES},
+    "dataframe": (_build_frame, _check_frame),
+    "series": (_series, _any),
+    "ndarray": (_build_array, _check_array),
+    "any": (_any, _any),
 }
+"""Per parameter type: (parse the JSON value, check the parsed value)."""
 
 
 # ---------------------------------------------------------------- entrypoints
@@ -354,7 +351,7 @@ _CONVERTERS: dict[str, Callable[[Any, "Param"], Any]] = {
 
 @dataclass
 class Param:
-    """One parameter as the runner checks it: effective type, defaults, sample."""
+    """One parameter as calls are checked against it: effective type, defaults, sample, its two steps."""
 
     name: str
     kind: str
@@ -364,7 +361,8 @@ class Param:
     default: Any = None
     frame: FrameSample | None = None
     array: ArraySample | None = None
-    convert: Callable[[Any, "Param"], Any] = field(default=_any, repr=False)
+    parse: Step = field(default=_any, repr=False)
+    check: Step = field(default=_any, repr=False)
 
 
 @dataclass
@@ -382,8 +380,12 @@ class Entrypoint:
         shown = [p.name if p.required else f"{p.name}=..." for p in self.params]
         self.label = f"{self.name}({', '.join(shown)})"
 
-    def arguments(self, body: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """Validate and convert ``body``; raise InvalidInput listing every problem."""
+    def arguments(self, body: dict[str, Any], prepared: Collection[str] = ()) -> tuple[list[Any], dict[str, Any]]:
+        """Validate and convert ``body``; raise InvalidInput listing every problem.
+
+        Names in ``prepared`` hold values already parsed (what ``parse`` would build from their JSON):
+        only the checks run on them.
+        """
         missing = [p.name for p in self.params if p.required and p.name not in body]
         unexpected = [k for k in body if k not in self.by_name]
         parts: list[str] = []
@@ -404,7 +406,8 @@ class Entrypoint:
                 converted[param.name] = None
                 continue
             try:
-                converted[param.name] = param.convert(value, param)
+                parsed = value if param.name in prepared else param.parse(value, param)
+                converted[param.name] = param.check(parsed, param)
             except _FieldProblems as exc:
                 parts.append(f"{param.name}: {'; '.join(exc.parts)}")
                 errors += exc.errors
@@ -470,9 +473,7 @@ def _compile(manifest: dict[str, Any], functions: dict[str, Callable[..., Any]] 
             raw_params = _params_from_signature(fn)
         params = []
         for index, raw in enumerate(raw_params):
-            kind = raw.get("type") or "any"
-            if kind not in _CONVERTERS:
-                kind = "any"
+            kind = param_type(raw.get("type"))
             # The sample describes the first parameter, so an unannotated first
             # parameter is treated as what the sample shows.
             if index == 0 and kind == "any" and sample_kind in ("dataframe", "ndarray"):
@@ -486,7 +487,8 @@ def _compile(manifest: dict[str, Any], functions: dict[str, Callable[..., Any]] 
                 default=raw.get("default"),
                 frame=frame if index == 0 and kind == "dataframe" else None,
                 array=array if index == 0 and kind == "ndarray" else None,
-                convert=_CONVERTERS[kind],
+                parse=_STEPS[kind][0],
+                check=_STEPS[kind][1],
             )
             params.append(param)
         if any(p.type in ("dataframe", "series") for p in params):
@@ -495,82 +497,3 @@ def _compile(manifest: dict[str, Any], functions: dict[str, Callable[..., Any]] 
             import numpy  # noqa: F401
         result[name] = Entrypoint(name=name, fn=fn, params=params)
     return result
-
-
-# ---------------------------------------------------------------- output
-
-
-def _default(obj: Any) -> Any:
-    # Called by json.dumps for anything it does not know. numpy/pandas are only
-    # looked up when already imported: a result cannot hold their types otherwise.
-    np = sys.modules.get("numpy")
-    pd = sys.modules.get("pandas")
-    if np is not None:
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.kind in "Mm":
-                return [_default(x) for x in obj]
-            return obj.tolist()
-        if isinstance(obj, np.datetime64):
-            return None if np.isnat(obj) else str(np.datetime_as_string(obj))
-        if isinstance(obj, np.timedelta64):
-            return None if np.isnat(obj) else str(obj)
-        if isinstance(obj, np.generic):
-            value = obj.item()
-            if isinstance(value, (bool, int, float, str)) or value is None:
-                return value
-            raise Unserialisable(type(obj).__name__)
-    if pd is not None:
-        if obj is pd.NaT or obj is pd.NA:
-            return None
-        if isinstance(obj, pd.DataFrame):
-            return obj.to_dict(orient="records")
-        if isinstance(obj, (pd.Series, pd.Index, pd.Categorical)):
-            return obj.tolist()
-        if isinstance(obj, pd.Timedelta):
-            return obj.isoformat()
-    if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
-        return obj.isoformat()
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    if isinstance(obj, decimal.Decimal):
-        return float(obj)
-    raise Unserialisable(f"{type(obj).__module__}.{type(obj).__qualname__}".removeprefix("builtins."))
-
-
-def _key(key: Any) -> Any:
-    if key is None or isinstance(key, (str, int, float, bool)):
-        return key
-    value = _default(key)
-    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
-
-
-def _plain(obj: Any) -> Any:
-    # Slow path: rebuild the value as plain JSON types with NaN/inf as None.
-    if obj is None or isinstance(obj, (str, bool, int)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {_key(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return _plain(_default(obj))
-
-
-_encode = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":")).encode
-_encode_plain = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-
-
-def to_json(result: Any) -> bytes:
-    """Serialise a return value; NaN/inf become null; raise Unserialisable for anything else."""
-    try:
-        # Fast path (the C encoder): fine unless a NaN/inf or odd dict key shows up.
-        return _encode(result).encode()
-    except (ValueError, TypeError):
-        pass
-    try:
-        return _encode_plain(_plain(result)).encode()
-    except RecursionError as exc:
-        raise Unserialisable(f"{type(result).__name__} (circular or too deeply nested)") from exc
-    except (ValueError, TypeError) as exc:
-        raise Unserialisable(type(result).__name__) from exc
