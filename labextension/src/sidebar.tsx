@@ -7,15 +7,17 @@ import { refreshIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { confirmation, ConfirmedAction, IConfirmation } from './core/confirm';
-import { exactTime, timeAgo } from './core/format';
-import { loginProblem, normalizeManagerUrl } from './core/login';
 import {
   ActionKind,
-  ISidebarSnapshot,
-  SidebarModel,
-  targetKey
-} from './core/model';
+  actionLabel,
+  targetKey,
+  targetLabel,
+  versionActions
+} from './core/actions';
+import { confirmation, IConfirmation } from './core/confirm';
+import { exactTime, timeAgo } from './core/format';
+import { loginProblem, normalizeManagerUrl } from './core/login';
+import { ISidebarSnapshot, SidebarModel } from './core/model';
 import {
   canStop,
   isTransient,
@@ -129,18 +131,8 @@ function SidebarView({ model, handlers }: IViewProps): JSX.Element {
 
   const act = React.useCallback(
     async (action: ActionKind, service: IService, version: string | null) => {
-      if (action === 'promote' || action === 'stop' || action === 'delete') {
-        const ok = await handlers.confirm(
-          confirmation(
-            action as ConfirmedAction,
-            service.name,
-            version,
-            service.main_version
-          )
-        );
-        if (!ok) {
-          return;
-        }
+      if (!(await handlers.confirm(confirmation(action, service, version)))) {
+        return;
       }
       await model.run(action, service.name, version);
     },
@@ -659,7 +651,8 @@ function VersionItem(props: IVersionItemProps): JSX.Element {
   const isPrevious = !isMain && v.version === service.previous_main;
   const when = v.updated || v.created;
   const ago = timeAgo(when, now || Date.now());
-  const label = `${name} ${v.version}`;
+  const label = targetLabel(name, v.version);
+  const offered = versionActions(service, v);
   return (
     <li
       className={`jd-version${isMain ? ' jd-version-main' : ''}`}
@@ -697,43 +690,24 @@ function VersionItem(props: IVersionItemProps): JSX.Element {
       </div>
       {v.error && <p className="jd-version-error">{v.error}</p>}
       <div className="jd-actions" role="group" aria-label={`${label} actions`}>
-        {!isMain && (
+        {offered.map(action => (
           <ActionButton
-            action="promote"
-            label="Promote"
-            description={`Make ${label} the main version`}
+            key={action}
+            action={action}
+            label={actionLabel(action)}
+            description={versionActionDescription(action, label)}
+            warn={action === 'delete'}
             disabled={busy}
-            onClick={() => void onAction('promote', service, v.version)}
+            onClick={() => void onAction(action, service, v.version)}
           />
-        )}
-        {canStop(v.status) ? (
-          <ActionButton
-            action="stop"
-            label="Stop"
-            description={`Stop ${label}`}
-            disabled={busy}
-            onClick={() => void onAction('stop', service, v.version)}
-          />
-        ) : (
-          <ActionButton
-            action="start"
-            label="Start"
-            description={`Start ${label}`}
-            disabled={busy}
-            onClick={() => void onAction('start', service, v.version)}
-          />
-        )}
-        {!isMain && (
-          <ActionButton
-            action="delete"
-            label="Delete"
-            description={`Delete ${label}`}
-            warn
-            disabled={busy}
-            onClick={() => void onAction('delete', service, v.version)}
-          />
-        )}
+        ))}
       </div>
     </li>
   );
+}
+
+function versionActionDescription(action: ActionKind, label: string): string {
+  return action === 'promote'
+    ? `Make ${label} the main version`
+    : `${actionLabel(action)} ${label}`;
 }

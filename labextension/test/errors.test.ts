@@ -2,10 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
+  apiMessage,
   ApiError,
+  capitalize,
   describeActionError,
   describeError,
   errorFromResponse,
+  isAbort,
   kindOf,
   toApiError,
   unreachableDetail
@@ -132,4 +135,27 @@ test('unreachableDetail: the server\'s words, or what no answer means', () => {
   );
   assert.equal(unreachableDetail(new ApiError(502, 'manager-unreachable', 'connection refused')), 'Connection refused.');
   assert.match(unreachableDetail(new TypeError('Failed to fetch')), /^The request got no answer \(Failed to fetch\)\. Check that Jupyter/);
+});
+
+describe('the manager\'s own words (the dashboard)', () => {
+  test('its message as a sentence start, without adding to it', () => {
+    assert.equal(apiMessage(new ApiError(401, 'bad-credentials', 'wrong username or password')), 'Wrong username or password');
+    assert.equal(apiMessage(errorFromResponse(409, { message: "user 'alice' exists already", reason: 'conflict' })), "User 'alice' exists already");
+    assert.equal(apiMessage(errorFromResponse(502, undefined, 'Bad Gateway')), 'HTTP 502 Bad Gateway');
+  });
+
+  test('no answer at all says so', () => {
+    assert.equal(apiMessage(new TypeError('Failed to fetch')), 'The manager did not answer. Is it running, and is the network up?');
+  });
+
+  test('capitalize leaves the rest as it is', () => {
+    assert.equal(capitalize('wrong username'), 'Wrong username');
+    assert.equal(capitalize(''), '');
+  });
+
+  test('an aborted request is recognised, anything else is not', () => {
+    assert.ok(isAbort(Object.assign(new Error('The user aborted a request.'), { name: 'AbortError' })));
+    assert.ok(!isAbort(new TypeError('Failed to fetch')));
+    assert.ok(!isAbort(null));
+  });
 });

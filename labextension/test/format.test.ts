@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { exactTime, timeAgo } from '../src/core/format';
+import { exactTime, localTime, timeAgo } from '../src/core/format';
 
 const now = Date.UTC(2024, 4, 10, 12, 0, 0);
 const ago = (ms: number): string => new Date(now - ms).toISOString();
@@ -26,4 +26,10 @@ test('timeAgo of nothing is nothing', () => {
 test('exactTime for tooltips', () => {
   assert.equal(exactTime('2024-05-01T10:03:59Z'), '2024-05-01 10:03 UTC');
   assert.equal(exactTime(undefined), '');
+});
+
+test('localTime in the reader\'s zone; a time without a zone is UTC', () => {
+  assert.equal(localTime('2024-05-01T10:03:59Z', 'en-US', 'UTC'), '5/1/2024, 10:03:59 AM');
+  assert.equal(localTime('2024-05-01T10:03:59', 'en-US', 'Europe/Stockholm'), '5/1/2024, 12:03:59 PM');
+  assert.equal(localTime(null), '');
 });

@@ -3,9 +3,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { confirmation } from '../src/core/confirm';
+import {
+  confirmation,
+  deleteUserConfirmation,
+  revokeConfirmation,
+  tokenSubject
+} from '../src/core/confirm';
 import { loginProblem, normalizeManagerUrl } from '../src/core/login';
-import { emptyLogText, isAtBottom, versionChoices } from '../src/core/logs';
+import { emptyLogText, isAtBottom, trimLog, versionChoices } from '../src/core/logs';
+import { canDeploy, canManageUsers } from '../src/core/roles';
 import { service, version } from './fixtures';
 
 describe('login form checks', () => {
@@ -20,6 +26,12 @@ describe('login form checks', () => {
     assert.equal(loginProblem({ url: 'http://m', username: 'admin', password: '' }), 'Enter the password.');
     assert.equal(loginProblem({ url: 'ftp://m', username: 'a', password: 'b' }), 'The manager URL must start with http:// or https:// (got ftp://m).');
     assert.equal(loginProblem({ url: 'localhost:8765', username: 'a', password: 'b' }), '');
+  });
+
+  test('without a URL field only the name and password are checked', () => {
+    assert.equal(loginProblem({ username: ' ', password: '' }), 'Enter a username and the password.');
+    assert.equal(loginProblem({ username: 'a', password: '' }), 'Enter the password.');
+    assert.equal(loginProblem({ username: 'a', password: 'b' }), '');
   });
 });
 
@@ -43,6 +55,15 @@ describe('logs tab helpers', () => {
     assert.deepEqual(versionChoices(null), [{ value: '', label: 'main' }]);
   });
 
+  test('a long log keeps its newest half, from a whole line on', () => {
+    assert.equal(trimLog('short', 100), 'short');
+    const text = 'a'.repeat(30) + '\n' + 'b'.repeat(30) + '\n' + 'c'.repeat(39) + '\n';
+    assert.equal(text.length, 102);
+    assert.equal(trimLog(text, 100), 'c'.repeat(39) + '\n');
+    // One endless line: cut it rather than keep it all.
+    assert.equal(trimLog('x'.repeat(101), 100), 'x'.repeat(50));
+  });
+
   test('empty log text', () => {
     assert.equal(emptyLogText('iris', null), 'No log lines yet for iris.');
     assert.equal(emptyLogText('iris', '0.1.0'), 'No log lines yet for iris 0.1.0.');
@@ -50,20 +71,68 @@ describe('logs tab helpers', () => {
 });
 
 describe('confirmations', () => {
-  test('stop and delete are destructive, promote is not', () => {
-    assert.equal(confirmation('stop', 'iris', null).warn, true);
-    assert.equal(confirmation('delete', 'iris', '0.1.0').warn, true);
-    assert.equal(confirmation('promote', 'iris', '0.2.0').warn, false);
+  const iris = service('iris', {
+    main_version: '0.1.0',
+    versions: [version('0.1.0'), version('0.2.0')]
+  });
+
+  test('stop, restart and delete are destructive, promote and start are not', () => {
+    assert.equal(confirmation('stop', iris, null).warn, true);
+    assert.equal(confirmation('restart', iris, '0.1.0').warn, true);
+    assert.equal(confirmation('delete', iris, '0.1.0').warn, true);
+    assert.equal(confirmation('promote', iris, '0.2.0').warn, false);
+    assert.equal(confirmation('start', iris, '0.2.0').warn, false);
   });
 
   test('they name what they act on', () => {
-    const c = confirmation('promote', 'iris', '0.2.0', '0.1.0');
+    const c = confirmation('promote', iris, '0.2.0');
     assert.equal(c.title, 'Promote iris 0.2.0?');
     assert.match(c.body, /instead of 0\.1\.0/);
     assert.equal(c.accept, 'Promote');
-    assert.equal(confirmation('delete', 'iris', null).title, 'Delete iris?');
-    assert.match(confirmation('delete', 'iris', null).body, /cannot be undone/);
-    assert.equal(confirmation('stop', 'iris', '0.1.0').title, 'Stop iris 0.1.0?');
+    assert.equal(confirmation('delete', iris, null).title, 'Delete iris?');
+    assert.match(confirmation('delete', iris, null).body, /cannot be undone/);
+    assert.match(confirmation('delete', iris, null).body, /invoke tokens are revoked/);
+    assert.equal(confirmation('stop', iris, '0.1.0').title, 'Stop iris 0.1.0?');
+    assert.match(confirmation('stop', iris, '0.1.0').body, /the service's/);
+    assert.doesNotMatch(confirmation('stop', iris, '0.2.0').body, /the service's/);
+    assert.match(confirmation('start', iris, '0.2.0').body, /\/services\/iris\/versions\/0\.2\.0\//);
+  });
+
+  test('deleting the only version says the service goes with it', () => {
+    const alone = service('iris');
+    assert.match(confirmation('delete', alone, '0.1.0').body, /only version, so the whole service iris is removed/);
+    assert.doesNotMatch(confirmation('delete', iris, '0.2.0').body, /only version/);
+  });
+
+  test('revoking a token: another one, or the session\'s own', () => {
+    const token = { id: 'abc', username: 'admin', scope: 'invoke', service: 'iris', note: null, created: null, expires_at: null, revoked: false, active: true };
+    assert.equal(tokenSubject(token), 'the invoke token abc of iris');
+    assert.equal(tokenSubject({ ...token, scope: 'deploy', service: null }), 'the deploy token abc');
+    assert.equal(revokeConfirmation(token, false).title, 'Revoke abc?');
+    assert.match(revokeConfirmation(token, false).body, /invoke token abc of iris are refused/);
+    assert.match(revokeConfirmation(token, true).body, /logs you out/);
+  });
+
+  test('deleting a user', () => {
+    const c = deleteUserConfirmation('alice');
+    assert.equal(c.title, 'Delete user alice?');
+    assert.equal(c.accept, 'Delete user');
+    assert.equal(c.warn, true);
+  });
+});
+
+describe('roles', () => {
+  test('admins and deployers deploy; viewers do not', () => {
+    assert.ok(canDeploy('admin'));
+    assert.ok(canDeploy('deployer'));
+    assert.ok(!canDeploy('viewer'));
+    assert.ok(!canDeploy(null));
+  });
+
+  test('users are managed by an admin with an admin-scope token only', () => {
+    assert.ok(canManageUsers('admin', 'admin'));
+    assert.ok(!canManageUsers('admin', 'deploy'));
+    assert.ok(!canManageUsers('deployer', 'admin'));
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { apiUrl, joinUrl, queryString, Urls, WidgetIds } from '../src/core/urls';
+import { apiUrl, joinUrl, ManagerUrls, pathUrl, queryString, Urls, WidgetIds } from '../src/core/urls';
 
 describe('joinUrl', () => {
   test('joins with single slashes and keeps the scheme', () => {
@@ -57,6 +57,51 @@ describe('apiUrl', () => {
   test('queryString encodes and drops missing values', () => {
     assert.equal(queryString({ a: 1, b: undefined, c: 'x y&z', d: null }), '?a=1&c=x%20y%26z');
     assert.equal(queryString({}), '');
+  });
+});
+
+describe('ManagerUrls', () => {
+  test('relative to the page with an empty base, so a proxy prefix is kept', () => {
+    assert.equal(ManagerUrls.health(''), 'api/health');
+    assert.equal(ManagerUrls.login(''), 'api/login');
+    assert.equal(ManagerUrls.whoami(''), 'api/whoami');
+    assert.equal(ManagerUrls.events(''), 'api/events');
+    assert.equal(ManagerUrls.services(''), 'api/services');
+    assert.equal(ManagerUrls.tokens(''), 'api/tokens');
+    assert.equal(ManagerUrls.users(''), 'api/users');
+  });
+
+  test('absolute under a manager URL', () => {
+    assert.equal(ManagerUrls.service('http://m:8765/', 'iris'), 'http://m:8765/api/services/iris');
+  });
+
+  test('services, versions and their actions', () => {
+    assert.equal(ManagerUrls.version('', 'iris', '0.1.2'), 'api/services/iris/versions/0.1.2');
+    assert.equal(ManagerUrls.action('', 'iris', 'stop', '0.1.2'), 'api/services/iris/versions/0.1.2/stop');
+    assert.equal(ManagerUrls.action('', 'iris', 'start'), 'api/services/iris/start');
+    assert.equal(ManagerUrls.promote('', 'iris'), 'api/services/iris/promote');
+    assert.equal(ManagerUrls.usage('', 'iris'), 'api/services/iris/usage');
+  });
+
+  test('a followed log asks for its tail and, when given, the version', () => {
+    assert.equal(ManagerUrls.logs('', 'iris', { follow: true, tail: 200 }), 'api/services/iris/logs?follow=1&tail=200');
+    assert.equal(ManagerUrls.logs('', 'iris', { follow: true, tail: 200, version: '0.1.0' }), 'api/services/iris/logs?follow=1&tail=200&version=0.1.0');
+    assert.equal(ManagerUrls.logs('', 'iris', { tail: 5, version: '' }), 'api/services/iris/logs?tail=5');
+  });
+
+  test('tokens and users by id and name, each one segment', () => {
+    assert.equal(ManagerUrls.token('', 'a/b'), 'api/tokens/a%2Fb');
+    assert.equal(ManagerUrls.user('', 'alice'), 'api/users/alice');
+    assert.throws(() => ManagerUrls.user('', '..'), /not a valid name/);
+  });
+
+  test('the docs page carries a token only in its fragment', () => {
+    assert.equal(ManagerUrls.docs('', 'iris'), 'services/iris/docs');
+    assert.equal(ManagerUrls.docs('', 'iris', 'jdt_a+b'), 'services/iris/docs#token=jdt_a%2Bb');
+  });
+
+  test('pathUrl encodes each segment', () => {
+    assert.equal(pathUrl('', 'a b', 'c'), 'a%20b/c');
   });
 });
 

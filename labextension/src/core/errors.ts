@@ -101,6 +101,15 @@ export function errorFromResponse(
   return new ApiError(status, reason, message);
 }
 
+/** A request given up on purpose (its AbortController fired): nothing to report. */
+export function isAbort(err: unknown): boolean {
+  return (
+    !!err &&
+    typeof err === 'object' &&
+    (err as { name?: unknown }).name === 'AbortError'
+  );
+}
+
 /** Any thrown value as an ApiError: fetch's TypeError ("Failed to fetch") is a network failure. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) {
@@ -144,7 +153,8 @@ function errorText(err: unknown): string {
   return '';
 }
 
-function capitalize(text: string): string {
+/** The manager's messages are fragments ("wrong username or password"): start them as sentences. */
+export function capitalize(text: string): string {
   return text ? text[0].toUpperCase() + text.slice(1) : text;
 }
 
@@ -223,4 +233,16 @@ export function describeActionError(
   managerUrl?: string | null
 ): string {
   return `Could not ${action} ${target}: ${describeError(err, managerUrl)}`;
+}
+
+/**
+ * The manager's own words, as a sentence start, for a page that talks to the manager
+ * directly (the dashboard): "Wrong username or password". No answer at all says so.
+ */
+export function apiMessage(err: unknown): string {
+  const e = toApiError(err);
+  if (e.status === 0) {
+    return 'The manager did not answer. Is it running, and is the network up?';
+  }
+  return capitalize(e.message.trim());
 }

@@ -43,3 +43,16 @@ export function exactTime(value: string | null | undefined): string {
   }
   return `${new Date(t).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
+
+/** The time in the reader's own zone and locale ("5/1/2024, 4:03:59 PM"); '' for no time. */
+export function localTime(
+  value: string | null | undefined,
+  locales?: string | string[],
+  timeZone?: string
+): string {
+  const t = parseTime(value);
+  if (Number.isNaN(t)) {
+    return '';
+  }
+  return new Date(t).toLocaleString(locales, timeZone ? { timeZone } : undefined);
+}

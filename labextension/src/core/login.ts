@@ -16,10 +16,16 @@ export function normalizeManagerUrl(text: string): string {
   return url.replace(/\/+$/, '');
 }
 
-/** What is wrong with the form, in one sentence; '' when it can be sent. */
-export function loginProblem(fields: ICredentials): string {
+/**
+ * What is wrong with the form, in one sentence; '' when it can be sent. Without `url`
+ * (the dashboard's form, served by the manager itself; a new user's) only the name and
+ * password are checked.
+ */
+export function loginProblem(
+  fields: Omit<ICredentials, 'url'> & { url?: string }
+): string {
   const missing: string[] = [];
-  if (!fields.url.trim()) {
+  if (fields.url !== undefined && !fields.url.trim()) {
     missing.push('the manager URL');
   }
   if (!fields.username.trim()) {
@@ -32,6 +38,9 @@ export function loginProblem(fields: ICredentials): string {
     const last = missing.pop() as string;
     const list = missing.length ? `${missing.join(', ')} and ${last}` : last;
     return `Enter ${list}.`;
+  }
+  if (fields.url === undefined) {
+    return '';
   }
   const url = normalizeManagerUrl(fields.url);
   if (!/^https?:\/\//i.test(url)) {

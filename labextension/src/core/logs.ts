@@ -1,5 +1,6 @@
 /**
- * The logs tab's pure parts: whether to follow the end, and which version to show.
+ * The pure parts of a log view (the sidebar's logs tab, the dashboard's logs page):
+ * whether to follow the end, which version to show, how much text to keep.
  */
 
 import { sortVersionsNewestFirst } from './versions';
@@ -7,6 +8,25 @@ import { IService } from './types';
 
 /** Lines asked for on every poll. */
 export const LOG_TAIL = 500;
+
+/** Lines of the tail asked for when a log starts being followed live. */
+export const FOLLOW_TAIL = 200;
+
+/** Characters a followed log keeps at most. */
+export const MAX_LOG_CHARS = 2_000_000;
+
+/**
+ * `text`, or when longer than `max` its newest half from the first whole line on: a log
+ * followed for hours must not eat the page's memory.
+ */
+export function trimLog(text: string, max: number = MAX_LOG_CHARS): string {
+  if (text.length <= max) {
+    return text;
+  }
+  const kept = text.slice(text.length - Math.floor(max / 2));
+  const newline = kept.indexOf('\n');
+  return newline >= 0 && newline < kept.length - 1 ? kept.slice(newline + 1) : kept;
+}
 
 /** The view is at (or within `slack` px of) its end: new text should keep it there. */
 export function isAtBottom(

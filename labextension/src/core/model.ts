@@ -4,34 +4,28 @@
  * It knows the API only through `IDeployApi`, so the tests drive it with a fake.
  */
 
+import {
+  ACTION_VERBS,
+  ActionKind,
+  doneMessage,
+  IActionApi,
+  performAction,
+  targetKey,
+  targetLabel
+} from './actions';
 import { describeDiff, diffServices, sameStatus } from './diff';
 import { ApiError, describeActionError, describeError, toApiError } from './errors';
 import { IScheduler, Poller } from './poller';
 import { decideView, IView } from './state';
-import {
-  ICredentials,
-  IService,
-  IStatus,
-  LifecycleAction
-} from './types';
+import { ICredentials, IService, IStatus } from './types';
 import { sortServices } from './versions';
 
-export interface IDeployApi {
+export interface IDeployApi extends IActionApi {
   status(): Promise<IStatus>;
   login(credentials: ICredentials): Promise<IStatus>;
   logout(): Promise<IStatus>;
   services(): Promise<IService[]>;
-  promote(name: string, version: string): Promise<unknown>;
-  act(
-    name: string,
-    action: LifecycleAction,
-    version?: string | null
-  ): Promise<unknown>;
-  deleteService(name: string): Promise<unknown>;
-  deleteVersion(name: string, version: string): Promise<unknown>;
 }
-
-export type ActionKind = 'promote' | LifecycleAction | 'delete';
 
 /** What the view draws; a new object after every change. */
 export interface ISidebarSnapshot {
@@ -53,26 +47,6 @@ export interface ISidebarSnapshot {
 }
 
 export const REFRESH_INTERVAL = 5000;
-
-export function targetKey(name: string, version?: string | null): string {
-  return version ? `${name}/${version}` : name;
-}
-
-const VERBS: Record<ActionKind, string> = {
-  promote: 'promote',
-  stop: 'stop',
-  start: 'start',
-  restart: 'restart',
-  delete: 'delete'
-};
-
-const DONE: Record<ActionKind, string> = {
-  promote: 'is now main',
-  stop: 'stopped',
-  start: 'started',
-  restart: 'restarted',
-  delete: 'deleted'
-};
 
 export class SidebarModel {
   constructor(
@@ -194,32 +168,15 @@ export class SidebarModel {
     const busy = new Set(this._snapshot.busy);
     busy.add(key);
     this._update({ busy, actionError: '' });
-    const target = version ? `${name} ${version}` : name;
     let ok = true;
     try {
-      switch (action) {
-        case 'promote':
-          if (!version) {
-            throw new ApiError(422, 'invalid-input', 'no version to promote');
-          }
-          await this._api.promote(name, version);
-          break;
-        case 'delete':
-          if (version) {
-            await this._api.deleteVersion(name, version);
-          } else {
-            await this._api.deleteService(name);
-          }
-          break;
-        default:
-          await this._api.act(name, action, version);
-      }
+      await performAction(this._api, action, name, version);
     } catch (err) {
       ok = false;
       this._update({
         actionError: describeActionError(
-          VERBS[action],
-          target,
+          ACTION_VERBS[action],
+          targetLabel(name, version),
           err,
           this._snapshot.view.managerUrl
         )
@@ -229,7 +186,9 @@ export class SidebarModel {
     after.delete(key);
     this._update({
       busy: after,
-      announcement: ok ? `${target} ${DONE[action]}.` : this._snapshot.announcement
+      announcement: ok
+        ? doneMessage(action, name, version)
+        : this._snapshot.announcement
     });
     await this.refresh();
     return ok;

@@ -1,8 +1,9 @@
 /**
- * The JSON the jupyter-server extension answers under `jupyter-deploy/api/`.
+ * The JSON the jupyter-server extension answers under `jupyter-deploy/api/`, and the
+ * manager's own API that the dashboard calls (a service is the same JSON in both).
  *
  * Nothing in `src/core/` imports JupyterLab or touches the DOM: it runs in
- * Node for the unit tests as it does in the browser.
+ * Node for the unit tests as it does in the browser, in the sidebar and in the dashboard.
  */
 
 /** `GET status`, and the answer of `POST login` / `POST logout`. */
@@ -74,3 +75,70 @@ export type ViewState =
   | 'empty'
   | 'list'
   | 'error';
+
+/** Memory and CPU time of one running version (`GET /api/services/{name}/usage`). */
+export interface IUsage {
+  memory_mb: number;
+  cpu_seconds: number;
+}
+
+/** `POST /api/login` on the manager. */
+export interface ILoginAnswer {
+  token: string;
+  token_id: string;
+  username: string;
+  scope: string;
+}
+
+/** `GET /api/whoami` on the manager. */
+export interface IWhoami {
+  username: string;
+  scope: string;
+  service: string | null;
+  role: string | null;
+}
+
+/** `GET /api/health` on the manager. */
+export interface IHealth {
+  status: string;
+  runtime: string;
+  version?: string;
+}
+
+/** One entry of `GET /api/events`, newest first. */
+export interface IEvent {
+  time: string;
+  service: string | null;
+  version: string | null;
+  kind: string;
+  message: string;
+}
+
+/** One entry of `GET /api/tokens` (never the secret). */
+export interface IToken {
+  id: string;
+  username: string;
+  scope: string;
+  service: string | null;
+  note: string | null;
+  created: string | null;
+  expires_at: string | null;
+  revoked: boolean;
+  active: boolean;
+}
+
+/** `POST /api/tokens`: the secret is in this answer only. */
+export interface ICreatedToken {
+  token: string;
+  id: string;
+  scope: string;
+  service: string | null;
+  expires_at: string | null;
+}
+
+/** One entry of `GET /api/users`. */
+export interface IUser {
+  username: string;
+  role: string;
+  created: string | null;
+}
