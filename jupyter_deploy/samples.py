@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import math
 import sys
-from typing import Any, Mapping
+from typing import Any
+
+from jupyter_deploy_contract import to_plain
 
 from .errors import CaptureError
 
@@ -26,11 +26,11 @@ def encode_sample(sample: Any) -> dict[str, Any] | None:
         return _encode_dataframe(sample)
     if module.startswith("pandas") and _is_instance(sample, "pandas", "Series"):
         # A Series travels as a JSON list, like the runner returns it.
-        return {"kind": "json", "data": [_json_cell(v, strict=False) for v in sample.head(SAMPLE_ROWS).tolist()]}
+        return {"kind": "json", "data": [to_plain(v, unknown="str") for v in sample.head(SAMPLE_ROWS).tolist()]}
     if module.startswith("numpy") and _is_instance(sample, "numpy", "ndarray"):
         return _encode_ndarray(sample)
     try:
-        data = _json_cell(sample, strict=True)
+        data = to_plain(sample)
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise CaptureError(
@@ -52,7 +52,7 @@ def _encode_dataframe(frame: Any) -> dict[str, Any]:
     if len(set(columns)) != len(columns):
         raise CaptureError(f"sample DataFrame has duplicate column names: {columns}")
     records = [
-        {column: _json_cell(value, strict=False) for column, value in zip(columns, row)}
+        {column: to_plain(value, unknown="str") for column, value in zip(columns, row)}
         for row in head.itertuples(index=False, name=None)
     ]
     return {
@@ -74,7 +74,7 @@ def _column_schema(series: Any) -> dict[str, Any]:
     # Category first: is_bool_dtype and friends look through to the categories' dtype.
     if isinstance(dtype, pandas.CategoricalDtype):
         info["type"] = "category"
-        info["categories"] = [_json_cell(c, strict=False) for c in dtype.categories.tolist()]
+        info["categories"] = [to_plain(c, unknown="str") for c in dtype.categories.tolist()]
     elif api.is_bool_dtype(dtype):
         info["type"] = "boolean"
     elif api.is_integer_dtype(dtype):
@@ -96,7 +96,7 @@ def _column_schema(series: Any) -> dict[str, Any]:
 
 def _encode_ndarray(array: Any) -> dict[str, Any]:
     if array.ndim == 0:
-        return {"kind": "json", "data": _json_cell(array.item(), strict=False)}
+        return {"kind": "json", "data": to_plain(array.item(), unknown="str")}
     head = array[:SAMPLE_ROWS]
     if head.dtype.kind == "M":
         # datetime64[ns].tolist() gives integers; microseconds give datetimes.
@@ -107,42 +107,6 @@ def _encode_ndarray(array: Any) -> dict[str, Any]:
         "kind": "ndarray",
         "shape": [None, *array.shape[1:]],
         "dtype": str(array.dtype),
-        "data": _json_cell(head.tolist(), strict=False),
+        "data": to_plain(head.tolist(), unknown="str"),
     }
-
-
-def _json_cell(value: Any, *, strict: bool) -> Any:
-    """A JSON-safe copy of ``value``; unknown objects become str unless ``strict``."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    type_name = type(value).__name__
-    if type_name in ("NaTType", "NAType"):
-        return None
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, _dt.timedelta):
-        isoformat = getattr(value, "isoformat", None)
-        return isoformat() if isoformat else value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(k): _json_cell(v, strict=strict) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_cell(v, strict=strict) for v in value]
-    module = type(value).__module__ or ""
-    if module.startswith("numpy"):
-        if hasattr(value, "tolist") and getattr(value, "dtype", None) is not None:
-            kind = value.dtype.kind
-            if kind in "Mm":
-                if str(value) == "NaT":
-                    return None
-                value = value.astype("datetime64[us]" if kind == "M" else "timedelta64[us]")
-            return _json_cell(value.tolist(), strict=strict)
-    if strict:
-        raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-    return str(value)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from urllib.parse import quote
 
 import aiohttp
 
-from .deployments import NAME_RE, VERSION_RE
+import jupyter_deploy_contract as contract
+
 from .docs import ServiceDocs
 from .errors import ApiError
 from .handlers import BaseHandler
@@ -59,7 +59,7 @@ class ServiceProxyHandler(BaseHandler):
 
     async def _get(self, name: str, version: str | None, path: str) -> None:
         if path in ("docs", "docs/"):
-            if not NAME_RE.match(name) or (version is not None and not VERSION_RE.match(version)):
+            if not contract.is_service_name(name) or (version is not None and not contract.is_version(version)):
                 # No such service can exist, and the page would otherwise echo the name into its script.
                 raise ApiError(404, f"no service named {name!r}", "unknown-service")
             # The page holds no service data: it asks for a token, then loads the document with it.
@@ -78,18 +78,11 @@ class ServiceProxyHandler(BaseHandler):
                 raise ApiError(403, f"this token is for service {principal.service!r}, not {name!r}", "forbidden")
             raise ApiError(403, "this token cannot invoke services", "forbidden")
         deployments = self.deployments
-        traffic = deployments.traffic.get(name) if version is None else None
-        if version is None:
-            endpoint = deployments.routes.get(name)
-            served_by = deployments.mains.get(name)
-            if traffic is not None and traffic.canary and random.random() * 100 < traffic.weight:
-                canary = deployments.version_routes.get((name, traffic.canary))
-                if canary is not None:
-                    endpoint, served_by = canary, traffic.canary
-        else:
-            endpoint, served_by = deployments.version_routes.get((name, version)), version
-        if endpoint is None:
+        routing = deployments.routing
+        route = routing.pick(name) if version is None else routing.version(name, version)
+        if route is None:
             raise self._not_routable(name, version)
+        shadows = routing.shadows(name) if version is None and method == "POST" else ()
         headers = {"Content-Type": self.request.headers.get("Content-Type", "application/json")}
         session = self.settings["jd_pool"].session()
         body = self.request.body if method == "POST" else None
@@ -97,22 +90,22 @@ class ServiceProxyHandler(BaseHandler):
         path = quote(path, safe="/")
         started = time.perf_counter()
         try:
-            resp = await session.request(method, f"{endpoint.url}/{path}", data=body, headers=headers)
+            resp = await session.request(method, f"{route.url}/{path}", data=body, headers=headers)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             # The runner may have been restarted elsewhere (new port); look again once.
-            fresh = await deployments.refresh_route(name) if version is None else None
-            if fresh is None or fresh == endpoint:
-                raise self._unreachable(name, endpoint.url, exc) from exc
+            fresh = await deployments.refresh_route(route)
+            if fresh is None or fresh.endpoint == route.endpoint:
+                raise self._unreachable(name, route.url, exc) from exc
+            route = fresh
             try:
-                resp = await session.request(method, f"{fresh.url}/{path}", data=body, headers=headers)
+                resp = await session.request(method, f"{route.url}/{path}", data=body, headers=headers)
             except (aiohttp.ClientError, asyncio.TimeoutError) as again:
-                raise self._unreachable(name, fresh.url, again) from again
+                raise self._unreachable(name, route.url, again) from again
         except aiohttp.ClientError as exc:
-            raise self._unreachable(name, endpoint.url, exc) from exc
+            raise self._unreachable(name, route.url, exc) from exc
         async with resp:
             self.set_status(resp.status)
-            if served_by:
-                self.set_header("X-Service-Version", served_by)
+            self.set_header("X-Service-Version", route.version)
             for key, value in resp.headers.items():
                 if key.lower() not in _SKIP_RESPONSE_HEADERS:
                     self.set_header(key, value)
@@ -120,21 +113,21 @@ class ServiceProxyHandler(BaseHandler):
                 if resp.content_length is not None and resp.content_length <= _BUFFER_LIMIT:
                     answer = await resp.read()
                     self.finish(answer)
-                    if method == "POST" and served_by and path in deployments.monitored(name, served_by):
+                    if method == "POST" and path in route.monitored:
                         deployments.record_call(
-                            name, served_by, path, resp.status, (time.perf_counter() - started) * 1000, body or b"", answer
+                            name, route.version, path, resp.status, (time.perf_counter() - started) * 1000,
+                            body or b"", answer,
                         )
-                    if traffic is not None and traffic.shadows and method == "POST":
-                        for shadow in traffic.shadows:
-                            # Mirrored after main answered: the caller never waits for a shadow.
-                            deployments.spawn(self._mirror(name, shadow, path, body, headers, resp.status, answer))
+                    for shadow in shadows:
+                        # Mirrored after main answered: the caller never waits for a shadow.
+                        deployments.spawn(self._mirror(name, shadow, path, body, headers, resp.status, answer))
                     return
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     self.write(chunk)
                     await self.flush()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 if not self._headers_written:
-                    raise self._unreachable(name, endpoint.url, exc) from exc
+                    raise self._unreachable(name, route.url, exc) from exc
                 # Half an answer is out: closing tells the client it is cut, a clean end would not.
                 log.warning("service %s broke off its answer: %s", name, exc)
                 self.request.connection.close()
@@ -145,20 +138,20 @@ class ServiceProxyHandler(BaseHandler):
         self, name: str, shadow: str, path: str, body: bytes | None, headers: dict[str, str], status: int, answer: bytes
     ) -> None:
         """Send a copy of a call to a shadow version, discard its answer, count whether it differs."""
-        deployments = self.deployments
-        endpoint = deployments.version_routes.get((name, shadow))
-        if endpoint is None:
-            deployments.shadow_result(name, shadow, "error")
+        routing = self.deployments.routing
+        route = routing.version(name, shadow)
+        if route is None:
+            routing.shadow_result(name, shadow, "error")
             return
         try:
             async with self.settings["jd_pool"].session().post(
-                f"{endpoint.url}/{path}", data=body, headers=headers
+                f"{route.url}/{path}", data=body, headers=headers
             ) as resp:
                 same = resp.status == status and await resp.read() == answer
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            deployments.shadow_result(name, shadow, "error")
+            routing.shadow_result(name, shadow, "error")
             return
-        deployments.shadow_result(name, shadow, "same" if same else "differ")
+        routing.shadow_result(name, shadow, "same" if same else "differ")
 
     @staticmethod
     def _unreachable(name: str, url: str, exc: BaseException) -> ApiError:

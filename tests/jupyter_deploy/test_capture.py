@@ -15,12 +15,12 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from jupyter_deploy.bundle import read_manifest, verify
+from jupyter_deploy.bundle import read_manifest
 from jupyter_deploy.capture import capture
 from jupyter_deploy.errors import CaptureError
+from jupyter_deploy_contract import read_bundle
 
 from .capturing import call_in_fresh_process, notebook, pin, run_python
-
 
 # --- the notebook scenario -------------------------------------------------
 
@@ -167,7 +167,7 @@ def test_notebook_requirements_are_pinned_closure(iris_capture: dict[str, Any]) 
 
 
 def test_notebook_sample_and_payload_checksum(iris_capture: dict[str, Any]) -> None:
-    manifest = verify(iris_capture["data"])
+    manifest = read_bundle(iris_capture["data"])[0]
     sample = manifest["sample"]
     assert sample["kind"] == "dataframe"
     assert sample["columns"] == list(iris_capture["expected"]["X"])
