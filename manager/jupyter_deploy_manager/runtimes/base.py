@@ -26,6 +26,34 @@ class RuntimeError_(Exception):
     """A runtime could not build, start or stop a version; the message is shown to the user."""
 
 
+PERMANENT_EXITS = {3: "the bundle cannot run here", 4: "the payload cannot be loaded"}
+"""Runner exit statuses that restarting cannot fix (see the runner's EXIT_REFUSED / EXIT_LOAD_FAILED)."""
+
+RESTART_FIRST_DELAY = 0.25
+"""Seconds before the first restart of a crashed runner; each quick crash after it doubles the wait."""
+
+RESTART_MAX_DELAY = 30.0
+"""The longest wait between restarts of a runner that keeps crashing (it is restarted forever)."""
+
+RESTART_RESET_AFTER = 60.0
+"""A runner that ran this many seconds before dying starts again from the first delay."""
+
+
+@dataclass
+class Backoff:
+    """Restart delays of one runner: doubling while it crashes quickly, reset once it stays up."""
+
+    crashes: int = 0
+    started: float = 0.0
+
+    def crashed(self, now: float) -> float:
+        """Record a crash at ``now``; return the seconds to wait before starting it again."""
+        if now - self.started > RESTART_RESET_AFTER:
+            self.crashes = 0
+        self.crashes += 1
+        return min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2 ** (self.crashes - 1))
+
+
 @dataclass(frozen=True)
 class Lock:
     """The pinned requirement set of a version, plus the Python it runs on."""

@@ -22,19 +22,30 @@ from docker.types import LogConfig
 
 from ..baseimage import resolve_base_image
 from ..builder import CONTRACT_PACKAGE, Wheelhouse, install_command, stage_runner
-from .base import LABEL, RUNNER_PORT, Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec
+from .base import (
+    LABEL,
+    PERMANENT_EXITS,
+    RUNNER_PORT,
+    Backoff,
+    Endpoint,
+    Lock,
+    LogSink,
+    Runtime,
+    RuntimeError_,
+    VersionSpec,
+)
 
 EventSink = Callable[[str, str, str, str], None]
 """on_event(service, version, event, message); events: crashed, restarted, failed."""
+
+EVENTS_RECONNECT_DELAY = 1.0
+"""Seconds before watching Docker's events again after the stream broke (engine restart)."""
 
 RUNNER_UID = 10001
 """Unprivileged uid the runner runs as inside its container."""
 
 DEPS_REPO = "jupyter-deploy/deps"
 """Repository of the dependency images, tagged by lock hash and shared by every instance."""
-
-RESTART_RETRIES = 5
-"""Restarts Docker attempts after the runner crashes before leaving it exited."""
 
 _PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _L_INSTANCE = f"{LABEL}.instance"
@@ -78,11 +89,15 @@ class DockerRuntime(Runtime):
         # Containers we are stopping on purpose: their "die" event is not a crash.
         self._stopping: set[str] = set()
         self._crashed: set[str] = set()
+        # The manager restarts crashed runners itself (Docker's on-failure count never resets and
+        # `docker kill` is never restarted): per container, its backoff and the pending restart.
+        self._backoff: dict[str, Backoff] = {}
+        self._restarts: dict[str, threading.Timer] = {}
+        self._oom: set[str] = set()
         self._events_stream: Any = None
         self._events_thread: threading.Thread | None = None
         self._closed = False
-        if on_event is not None:
-            self._watch_events()
+        self._watch_events()
 
     # -- names ---------------------------------------------------------------------------
 
@@ -261,6 +276,8 @@ class DockerRuntime(Runtime):
                 container = self._create(spec, name, tag)
             self._stopping.discard(name)
             self._crashed.discard(name)
+            self._cancel_restart(name)
+            self._backoff[name] = Backoff(started=time.time())
             if container.status == "paused":
                 container.unpause()
             elif container.status in ("created", "exited", "dead"):
@@ -272,7 +289,8 @@ class DockerRuntime(Runtime):
         return self.client.containers.create(
             tag, name=name, labels=self._labels(spec), network=network.name, hostname=_safe(spec.service)[:63],
             mem_limit=self.memory, memswap_limit=self.memory, nano_cpus=int(self.cpus * 1e9), pids_limit=256,
-            restart_policy={"Name": "on-failure", "MaximumRetryCount": RESTART_RETRIES},
+            # No Docker restart policy: the manager's event watcher restarts with backoff and no lifetime cap.
+            restart_policy={"Name": "no"},
             cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True, user=str(RUNNER_UID),
             tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
             # tini as PID 1 forwards SIGTERM, so `stop` does not wait out the kill timeout.
@@ -308,6 +326,7 @@ class DockerRuntime(Runtime):
             if container is None:
                 return
             self._stopping.add(name)
+            self._cancel_restart(name)
             if container.status in ("running", "restarting", "paused"):
                 container.stop(timeout=5)
 
@@ -316,8 +335,9 @@ class DockerRuntime(Runtime):
         name = self.container_name(spec)
         with self._keyed(name):
             container = self._container(name)
+            self._stopping.add(name)
+            self._cancel_restart(name)
             if container is not None:
-                self._stopping.add(name)
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
             if not keep_image:
@@ -409,46 +429,101 @@ class DockerRuntime(Runtime):
                 with contextlib.suppress(docker.errors.NotFound):
                     net.remove()
 
-    # -- crash events --------------------------------------------------------------------
+    # -- crash events and restarts ------------------------------------------------------
 
     def _watch_events(self) -> None:
-        # events() streams without a timeout on the shared client's connection pool.
-        self._events_stream = self.client.api.events(decode=True, filters={
-            "type": "container", "event": ["die", "start"],
-            "label": [f"{_L_INSTANCE}={self.instance}", f"{_L_ROLE}=service"],
-        })
         self._events_thread = threading.Thread(target=self._pump_events, name=f"jd-docker-events-{self.instance}",
                                                daemon=True)
         self._events_thread.start()
 
     def _pump_events(self) -> None:
-        assert self.on_event is not None
-        try:
-            for event in self._events_stream:
-                attrs = (event.get("Actor") or {}).get("Attributes") or {}
-                name = attrs.get("name", "")
-                service, version = attrs.get(_L_SERVICE, ""), attrs.get(_L_VERSION, "")
-                action = event.get("Action") or event.get("status")
-                try:
-                    if action == "die" and name not in self._stopping:
-                        self._crashed.add(name)
-                        code = attrs.get("exitCode", "?")
-                        self.on_event(service, version, "crashed", f"runner exited with code {code}")
-                        container = self._container(name)
-                        if container is not None and container.attrs.get("RestartCount", 0) >= RESTART_RETRIES:
-                            self.on_event(service, version, "failed",
-                                          f"runner crashed {RESTART_RETRIES + 1} times; Docker stopped restarting it")
-                    elif action == "start" and name in self._crashed:
-                        self._crashed.discard(name)
-                        self.on_event(service, version, "restarted", "Docker restarted the runner")
-                except Exception:  # a failing callback must not end the watcher
-                    pass
-        except Exception:  # stream closed by close(), or the engine went away: crash reports stop
-            pass
+        while not self._closed:
+            try:
+                # events() streams without a timeout on the shared client's connection pool.
+                self._events_stream = self.client.api.events(decode=True, filters={
+                    "type": "container", "event": ["die", "start", "oom"],
+                    "label": [f"{_L_INSTANCE}={self.instance}", f"{_L_ROLE}=service"],
+                })
+                for event in self._events_stream:
+                    with contextlib.suppress(Exception):  # one odd event must not end the watcher
+                        self._on_docker_event(event)
+            except Exception:  # the stream broke (close(), or the engine restarted): watch again
+                pass
+            if not self._closed:
+                time.sleep(EVENTS_RECONNECT_DELAY)
+
+    def _emit(self, service: str, version: str, kind: str, message: str) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):
+                self.on_event(service, version, kind, message)
+
+    def _on_docker_event(self, event: dict[str, Any]) -> None:
+        attrs = (event.get("Actor") or {}).get("Attributes") or {}
+        name = attrs.get("name", "")
+        service, version = attrs.get(_L_SERVICE, ""), attrs.get(_L_VERSION, "")
+        action = event.get("Action") or event.get("status")
+        if action == "oom":
+            self._oom.add(name)
+        elif action == "start" and name in self._crashed:
+            self._crashed.discard(name)
+            self._emit(service, version, "restarted", "the manager restarted the runner")
+        elif action == "die" and name not in self._stopping:
+            self._crashed.add(name)
+            self._crash(name, service, version, attrs.get("exitCode", "?"))
+
+    def _crash(self, name: str, service: str, version: str, code: str) -> None:
+        """Report why a runner died and schedule its restart, unless restarting cannot help."""
+        container = self._container(name)
+        state = (container.attrs.get("State") or {}) if container is not None else {}
+        if name in self._oom or state.get("OOMKilled"):
+            self._oom.discard(name)
+            why = f"out of memory (limit {self.memory})"
+        else:
+            why = f"runner exited with code {code}"
+            if container is not None:
+                last = container.logs(tail=1).decode(errors="replace").strip()
+                if last:
+                    why += f": {last}"
+        exit_code = int(code) if str(code).isdigit() else None
+        if exit_code in PERMANENT_EXITS:
+            self._emit(service, version, "crashed", why)
+            self._emit(service, version, "failed", f"not restarting: {PERMANENT_EXITS[exit_code]}; last: {why}")
+            return
+        with self._keyed(f"restart-{name}"):
+            delay = self._backoff.setdefault(name, Backoff()).crashed(time.time())
+            self._cancel_restart(name)
+            timer = threading.Timer(delay, self._restart, (name,))
+            timer.daemon = True
+            self._restarts[name] = timer
+            timer.start()
+        self._emit(service, version, "crashed", f"{why}; restarting in {delay:.2f} s")
+
+    def _restart(self, name: str) -> None:
+        with self._keyed(name):
+            self._restarts.pop(name, None)
+            if self._closed or name in self._stopping:
+                return
+            container = self._container(name)
+            if container is None or container.status == "running":
+                return
+            self._backoff.setdefault(name, Backoff()).started = time.time()
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                labels = container.labels
+                # A start that fails (e.g. the image went away) counts as another crash.
+                self._crash(name, labels.get(_L_SERVICE, ""), labels.get(_L_VERSION, ""), f"? (start failed: {exc})")
+
+    def _cancel_restart(self, name: str) -> None:
+        timer = self._restarts.pop(name, None)
+        if timer is not None:
+            timer.cancel()
 
     def close(self) -> None:
-        """Stop watching Docker events; containers keep running."""
+        """Stop watching Docker events and restarting runners; containers keep running."""
         self._closed = True
+        for name in list(self._restarts):
+            self._cancel_restart(name)
         if self._events_stream is not None:
             with contextlib.suppress(Exception):
                 self._events_stream.close()

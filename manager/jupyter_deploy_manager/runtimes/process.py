@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..builder import CONTRACT_PACKAGE, RUNNER_PACKAGE, Wheelhouse, install_command, stage_runner
-from .base import Endpoint, Lock, LogSink, Runtime, RuntimeError_, VersionSpec, host_python, run_streamed
+from .base import (
+    PERMANENT_EXITS,
+    Endpoint,
+    Lock,
+    LogSink,
+    Runtime,
+    RuntimeError_,
+    VersionSpec,
+    host_python,
+    run_streamed,
+)
 
 EventSink = Callable[[str, str, str, str], None]
 """on_event(service, version, event, message); events: crashed, restarted, failed."""
@@ -32,9 +42,6 @@ MAX_QUICK_CRASHES = 5
 
 QUICK_CRASH_WINDOW = 60.0
 """A process that ran longer than this before dying resets the crash count."""
-
-PERMANENT_EXITS = {3: "the bundle cannot run here", 4: "the payload cannot be loaded"}
-"""Runner exit statuses that restarting cannot fix (see the runner's EXIT_REFUSED / EXIT_LOAD_FAILED)."""
 
 LOG_ROTATE_BYTES = 10 * 2**20
 """service.log is moved to service.log.1 at a (re)start once it is this big."""

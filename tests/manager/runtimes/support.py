@@ -26,14 +26,27 @@ def predict(x: list) -> float:
 '''
 
 
+HOG = '''
+def hog(mb: int) -> int:
+    """Hold ``mb`` MiB of touched memory, then answer how much."""
+    block = b"x" * (mb * 2**20)
+    return len(block) // 2**20
+'''
+
+
 def make_spec(
-    root: Path, service: str, version: str, python: str | None = None, cloudpickle_version: str | None = None
+    root: Path, service: str, version: str, python: str | None = None, cloudpickle_version: str | None = None,
+    hog: bool = False,
 ) -> VersionSpec:
-    """A real bundle (numpy function pickled by value) extracted under root, with the host's pins."""
+    """A real bundle (numpy function pickled by value) extracted under root, with the host's pins.
+
+    With ``hog`` it serves ``hog(mb)`` too, which allocates that much memory.
+    """
     # A module name that is not importable makes cloudpickle ship the function by value.
     namespace: dict[str, Any] = {"__name__": "jd_test_model"}
-    exec(MODEL, namespace)
-    payload = cloudpickle.dumps({"entrypoints": {"predict": namespace["predict"]}}, protocol=5)
+    exec(MODEL + (HOG if hog else ""), namespace)
+    functions = {"predict": namespace["predict"], **({"hog": namespace["hog"]} if hog else {})}
+    payload = cloudpickle.dumps({"entrypoints": functions}, protocol=5)
     py = python or host_python()
     reqs = [f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}", f"tornado=={tornado.version}"]
     manifest = {
@@ -44,7 +57,12 @@ def make_spec(
             "parameters": [{"name": "x", "kind": "POSITIONAL_OR_KEYWORD", "annotation": "list", "type": "list",
                             "required": True}],
             "returns": "float",
-        }],
+        }] + ([{
+            "name": "hog", "doc": "", "signature": "(mb: int) -> int",
+            "parameters": [{"name": "mb", "kind": "POSITIONAL_OR_KEYWORD", "annotation": "int", "type": "int",
+                            "required": True}],
+            "returns": "int",
+        }] if hog else []),
         "requirements": reqs, "inferred": {"direct": reqs[:1], "modules": {"numpy": "numpy"}, "explicit": []},
         "sample": None,
     }

@@ -93,7 +93,8 @@ def test_container_is_locked_down(env, running):
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
+    # Docker restarts nothing: the manager's event watcher does, with backoff and no lifetime cap.
+    assert host["RestartPolicy"]["Name"] in ("no", "")
     assert not host.get("Privileged")
     assert not any("docker.sock" in m.get("Source", "") for m in attrs["Mounts"])
     labels = attrs["Config"]["Labels"]
@@ -188,16 +189,78 @@ def test_stop_start_remove(env, running):
     runtime.remove(spec)  # idempotent
 
 
+RESTARTED = "the manager restarted the runner"
+
+
+def _events_of(env, service: str, kind: str) -> list[tuple[str, str, str, str]]:
+    return [e for e in list(env["events"]) if e[0] == service and e[2] == kind]
+
+
 def test_crash_is_restarted_and_reported(env, running):
     runtime: DockerRuntime = env["runtime"]
     spec = env["spec"]
+    before = len(_events_of(env, "sq", "restarted"))
     container = runtime.container_for(spec)
     os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)  # the container's PID 1 (tini), seen from the host
-    wait_for(lambda: ("sq", "1", "restarted", "Docker restarted the runner") in env["events"], what="restart event")
-    assert any(e[:3] == ("sq", "1", "crashed") for e in env["events"])
+    wait_for(lambda: len(_events_of(env, "sq", "restarted")) > before, what="restart event")
+    assert _events_of(env, "sq", "restarted")[-1][3] == RESTARTED
+    assert any("runner exited with code" in e[3] for e in _events_of(env, "sq", "crashed"))
     endpoint = wait_for(lambda: runtime.endpoint(spec), what="endpoint after restart")
     wait_healthy(endpoint.url)
     assert post(endpoint.url + "/predict", {"x": [3]}) == 9.0
+
+
+def test_docker_kill_and_a_seventh_crash_are_restarted_too(env, running):
+    # Docker's on-failure:5 never resets its count and never restarts `docker kill`: a runner
+    # that crashed six times over its life, or was killed once, stayed down while the API said running.
+    runtime: DockerRuntime = env["runtime"]
+    spec = env["spec"]
+    for round_ in range(7):
+        before = len(_events_of(env, "sq", "restarted"))
+        runtime.container_for(spec).kill()
+        wait_for(lambda: len(_events_of(env, "sq", "restarted")) > before, timeout=60,
+                 what=f"restart after kill #{round_ + 1}")
+        endpoint = wait_for(lambda: runtime.endpoint(spec), what="endpoint after restart")
+        wait_healthy(endpoint.url)
+    assert runtime.state(spec) == "running"
+    assert post(endpoint.url + "/predict", {"x": [4]}) == 16.0
+    # Quick crashes back off: the waits announced grow.
+    delays = [float(e[3].rsplit("restarting in ", 1)[1].split()[0]) for e in _events_of(env, "sq", "crashed")[-7:]]
+    assert delays == sorted(delays) and delays[-1] > delays[0]
+
+
+def test_a_stopped_version_is_not_restarted(env, running):
+    runtime: DockerRuntime = env["runtime"]
+    spec = make_spec(env["root"], "calm", "1")
+    runtime.build(spec, lambda line: None)
+    wait_healthy(runtime.start(spec).url)
+    runtime.stop(spec)
+    time.sleep(1.5)  # longer than the first restart delays: nothing may bring it back
+    assert runtime.state(spec) == "exited"
+    assert not _events_of(env, "calm", "crashed")
+    runtime.remove(spec)
+
+
+def test_out_of_memory_is_named_with_the_limit(env, running):
+    events: list[tuple[str, str, str, str]] = []
+    runtime = DockerRuntime(env["root"] / "data", env["instance"], memory="128m", client=env["client"],
+                            on_event=lambda *e: events.append(e))
+    spec = make_spec(env["root"], "hog", "1", hog=True)
+    try:
+        runtime.build(spec, lambda line: None)
+        endpoint = runtime.start(spec)
+        wait_healthy(endpoint.url)
+        assert post(endpoint.url + "/hog", {"mb": 8}) == 8
+        with pytest.raises(Exception):
+            post(endpoint.url + "/hog", {"mb": 400})
+        crash = wait_for(lambda: [e for e in events if e[2] == "crashed"], what="the OOM crash event")[0]
+        assert crash[:2] == ("hog", "1")
+        assert crash[3].startswith("out of memory (limit 128m)"), crash
+        wait_for(lambda: [e for e in events if e[2] == "restarted"], what="restart after the OOM kill")
+        wait_healthy(wait_for(lambda: runtime.endpoint(spec), what="endpoint after restart").url)
+    finally:
+        runtime.remove(spec)
+        runtime.close()
 
 
 def test_missing_base_image_names_the_command(env):
