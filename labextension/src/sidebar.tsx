@@ -25,6 +25,7 @@ import {
   statusDescription,
   statusTone
 } from './core/status';
+import { versionRole } from './core/traffic';
 import { IService, IVersion } from './core/types';
 import { WidgetIds } from './core/urls';
 import { sortVersionsNewestFirst } from './core/versions';
@@ -647,8 +648,7 @@ interface IVersionItemProps {
 function VersionItem(props: IVersionItemProps): JSX.Element {
   const { service, version: v, now, busy, onAction } = props;
   const name = service.name;
-  const isMain = v.version === service.main_version;
-  const isPrevious = !isMain && v.version === service.previous_main;
+  const { main: isMain, previous: isPrevious } = versionRole(service, v.version);
   const when = v.updated || v.created;
   const ago = timeAgo(when, now || Date.now());
   const label = targetLabel(name, v.version);

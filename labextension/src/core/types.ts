@@ -35,12 +35,20 @@ export interface IVersion {
   [key: string]: unknown;
 }
 
+/** How a service's calls are shared beyond main (`PUT /api/services/{name}/traffic`). */
+export interface ITraffic {
+  canary?: { version: string; weight: number } | null;
+  shadows?: string[];
+  /** Per shadow: calls compared with main's answer, and how many answers differed. */
+  shadow_stats?: Record<string, { compared: number; differ: number }>;
+}
+
 export interface IService {
   name: string;
   main_version: string | null;
   previous_main?: string | null;
   status: string;
-  traffic?: Record<string, unknown> | null;
+  traffic?: ITraffic | null;
   entrypoints?: IEntrypoint[];
   versions: IVersion[];
   [key: string]: unknown;
