@@ -22,7 +22,7 @@ from .api_spec import ApiOpenAPIHandler
 from .auth import Auth, LoginLimiter
 from .dashboard import STATIC_DIR as DASHBOARD_DIR
 from .dashboard import DashboardHandler, DashboardStaticHandler
-from .deployments import DeploymentService
+from .deployments import DEFAULT_HEALTH_TIMEOUT, DEFAULT_MONITOR_KEEP, DeploymentService
 from .handlers import (
     EventsHandler,
     EventsListHandler,
@@ -143,9 +143,11 @@ class ManagerApp(Application):
     max_bundle_size = Int(512 * 1024 * 1024, help="Largest bundle accepted, in bytes.").tag(config=True)
     memory_limit = Unicode("1g", help="Memory limit of each service container.").tag(config=True)
     cpu_limit = Float(1.0, help="CPU limit of each service container, in cores.").tag(config=True)
-    health_timeout = Float(180.0, help="Seconds a new version has to answer its health check.").tag(config=True)
+    health_timeout = Float(
+        DEFAULT_HEALTH_TIMEOUT, help="Seconds a new version has to answer its health check."
+    ).tag(config=True)
     monitor_keep = Int(
-        10_000, help="Monitored calls kept per service; older ones are dropped."
+        DEFAULT_MONITOR_KEEP, help="Monitored calls kept per service; older ones are dropped."
     ).tag(config=True)
     admin_password = Unicode(help="Admin password; generated and printed once when empty.").tag(config=True)
 

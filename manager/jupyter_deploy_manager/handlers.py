@@ -192,10 +192,10 @@ class ServiceHandler(BaseHandler):
         if not (p.may_view() or p.may_invoke(name)):
             raise ApiError(403, f"this token cannot read service {name!r}", "forbidden")
         info = self.deployments.describe(name)
-        endpoint = self.deployments.routes.get(name)
-        if p.may_view() and endpoint is not None:
+        route = self.deployments.routing.main(name)
+        if p.may_view() and route is not None:
             # Where the runner answers, for operators and benchmarks; never shown to invoke tokens.
-            info["endpoint"] = endpoint.url
+            info["endpoint"] = route.url
         self.send(info)
 
     async def delete(self, name: str) -> None:
@@ -209,13 +209,13 @@ class ServiceHandler(BaseHandler):
 class VersionsHandler(BaseHandler):
     """``POST /api/services/{name}/versions``: upload a bundle."""
 
-    def post(self, name: str) -> None:
+    async def post(self, name: str) -> None:
         """Accept a bundle and start building it."""
         p = self.need_deploy()
         main = self.get_query_argument("main", "1")
         if main not in ("0", "1", "true", "false"):
             raise ApiError(422, "main must be 1/true (the new version becomes main) or 0/false", "invalid-input")
-        result = self.deployments.submit(
+        result = await self.deployments.submit(
             name, self.request.body, self.request.headers.get("X-Bundle-SHA256"), p.username,
             make_main=main in ("1", "true"),
         )

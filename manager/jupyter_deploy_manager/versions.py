@@ -92,18 +92,8 @@ class TrafficHandler(BaseHandler):
 
 async def _act(handler: BaseHandler, name: str, version: str | None, action: str) -> dict:
     deployments = handler.deployments
-    if version is not None:
-        if action == "stop":
-            return await deployments.stop_version(name, version)
-        return await deployments.start_version(name, version, restart=action == "restart")
-    # The whole service: stop or restart every running version; start brings main back.
-    service, main = deployments.version_record(name)
-    running = [v.version for v in deployments.store.list_versions(name) if (name, v.version) in deployments.version_routes]
-    if action == "start":
-        return await deployments.start_version(name, main.version)
-    for each in running or [main.version]:
-        if action == "stop":
-            await deployments.stop_version(name, each)
-        else:
-            await deployments.start_version(name, each, restart=True)
-    return deployments.describe(name)
+    if version is None:
+        return await deployments.act_on_service(name, action)
+    if action == "stop":
+        return await deployments.stop_version(name, version)
+    return await deployments.start_version(name, version, restart=action == "restart")
