@@ -150,3 +150,15 @@ test('src/core stays free of JupyterLab, Lumino, React and the DOM', () => {
     assert.doesNotMatch(text, /\b(document|window)\./, `${file} touches the DOM`);
   }
 });
+
+test('src/dashboard stands alone: only its own modules and src/core, no JupyterLab', () => {
+  const dir = path.resolve(__dirname, '..', '..', 'src', 'dashboard');
+  const files = fs.readdirSync(dir).filter(f => f.endsWith('.ts'));
+  assert.ok(files.includes('main.ts'), `dashboard modules found in ${dir}`);
+  for (const file of files) {
+    const text = fs.readFileSync(path.join(dir, file), 'utf8');
+    for (const [, spec] of text.matchAll(/from\s+'([^']+)'/g)) {
+      assert.ok(/^\.\/[^/]+$|^\.\.\/core\/[^/]+$/.test(spec), `${file} imports ${spec}`);
+    }
+  }
+});

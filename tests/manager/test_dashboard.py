@@ -288,6 +288,8 @@ def test_login_errors_users_session_end_and_logout(browser, manager_factory):
 def test_page_is_self_contained(manager_factory):
     manager = manager_factory("process")
     resp = requests.get(f"{manager.url}/", timeout=30)
+    # An install without Node.js has no dashboard script: that is a failure here, not a skip.
+    assert "was not built" not in resp.text, "the dashboard was not built: run `jlpm build:prod` in labextension/"
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/html")
     policy = resp.headers["Content-Security-Policy"]
     assert "default-src 'self'" in policy and "connect-src 'self'" in policy
@@ -297,3 +299,38 @@ def test_page_is_self_contained(manager_factory):
         answer = requests.get(f"{manager.url}/static/dashboard/{asset}", timeout=30)
         assert answer.status_code == 200 and kind in answer.headers["Content-Type"], (asset, answer.headers)
     assert not re.search(r"(src|href)=\"(https?:)?//", resp.text), "the page loads something from elsewhere"
+
+
+def test_page_says_plainly_when_its_script_was_not_built(monkeypatch, tmp_path):
+    """Installed without Node.js, the page is no dead login form: it names what is missing and how to build it."""
+    import asyncio
+    import shutil
+
+    import tornado.httpclient
+    import tornado.httpserver
+    import tornado.testing
+    import tornado.web
+
+    from jupyter_deploy_manager import dashboard
+
+    unbuilt = tmp_path / "dashboard"
+    shutil.copytree(dashboard.STATIC_DIR, unbuilt, ignore=shutil.ignore_patterns("app.js*"))
+    monkeypatch.setattr(dashboard, "STATIC_DIR", unbuilt)
+    assert not dashboard.script_built()
+
+    async def fetch() -> tornado.httpclient.HTTPResponse:
+        sock, port = tornado.testing.bind_unused_port()
+        server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/", dashboard.DashboardHandler)]))
+        server.add_sockets([sock])
+        try:
+            return await tornado.httpclient.AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/", raise_error=False)
+        finally:
+            server.stop()
+
+    resp = asyncio.run(fetch())
+    text = resp.body.decode()
+    assert resp.code == 503
+    assert "The dashboard was not built" in text and "jlpm build:prod" in text and "Node.js" in text
+    assert "<script" not in text
+    assert resp.headers["Content-Security-Policy"] == dashboard.CONTENT_SECURITY_POLICY
+    assert resp.headers["X-Frame-Options"] == "DENY"
