@@ -59,11 +59,6 @@ class ServiceLocks:
             if entry.users == 0 and self._entries.get(name) is entry:
                 del self._entries[name]
 
-    def busy(self, name: str) -> bool:
-        """Whether an operation on the service holds its lock."""
-        entry = self._entries.get(name)
-        return entry is not None and entry.lock.locked()
-
 
 class Lifecycle:
     """Changes services and versions; the only writer of the routing table."""
