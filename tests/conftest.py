@@ -29,6 +29,20 @@ def docker_engine():
         return None
 
 
+def passable(path) -> None:
+    """Let other users pass through (not list) a test dir: isolated runners run as uids of their own."""
+    if os.geteuid() == 0:
+        os.chmod(path, 0o711)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _passable_temp_root(tmp_path_factory):
+    """pytest makes its temp root private (0700); runners started as other uids must reach their stages."""
+    base = tmp_path_factory.getbasetemp()
+    passable(base.parent)
+    passable(base)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """The real Docker engine; fails (not skips) when JUPYTER_DEPLOY_REQUIRE_DOCKER=1."""

@@ -14,7 +14,7 @@ import requests
 
 from jupyter_deploy.client import ManagerClient
 
-from .conftest import free_port
+from .conftest import free_port, passable
 
 CACHE_DIR = Path(os.environ.get("JUPYTER_DEPLOY_TEST_CACHE", "/tmp/jupyter-deploy-test-cache"))
 
@@ -44,6 +44,7 @@ class ManagerProcess:
     def start(self, timeout: float = 60) -> "ManagerProcess":
         """Start the manager and wait for its health check."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        passable(self.workdir)
         cmd = [sys.executable, "-m", "jupyter_deploy_manager.app", "--host", "127.0.0.1", "--port", str(self.port),
                "--runtime", self.runtime, "--data-dir", str(self.data_dir), *self.extra_args]
         log = open(self.log_path, "ab")

@@ -211,6 +211,9 @@ class ManagerApp(Application):
     def start(self) -> None:
         """Start serving until SIGINT/SIGTERM."""
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+        # Everything the manager writes (database, bundles, wheels) is its own unless a runtime opens up
+        # exactly what a runner needs: deployed code may run on this host as another user.
+        os.umask(0o077)
         data_dir = Path(self.data_dir).expanduser().resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)

@@ -152,11 +152,11 @@ class Runtime(ABC):
 
 
 def run_streamed(
-    cmd: list[str], log: LogSink, env: dict[str, str] | None = None, keep: int = 15
+    cmd: list[str], log: LogSink, env: dict[str, str] | None = None, keep: int = 15, umask: int = -1
 ) -> tuple[int, list[str]]:
     """Run a command, send each output line to ``log`` as it comes; return its exit code and last lines."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, errors="replace", env=env)
+                            text=True, errors="replace", env=env, umask=umask)
     assert proc.stdout is not None
     tail: list[str] = []
     for line in proc.stdout:

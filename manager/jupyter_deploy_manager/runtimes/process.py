@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -46,30 +47,73 @@ QUICK_CRASH_WINDOW = 60.0
 LOG_ROTATE_BYTES = 10 * 2**20
 """service.log is moved to service.log.1 at a (re)start once it is this big."""
 
-# Variables passed to runners; everything else (PYTHONPATH, VIRTUAL_ENV, tokens) stays with the manager.
-_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+RUNNER_UID_BASE = 200_000
+"""First uid (and gid) given to an isolated runner; each version gets one of its own, which no login uses."""
+
+RUNNER_UID_COUNT = 100_000
+"""How many runner uids there are, from RUNNER_UID_BASE on."""
+
+PROBE_TIMEOUT = 20.0
+"""Seconds an interpreter gets to say which Python it is."""
+
+# Variables passed to runners; everything else (PYTHONPATH, VIRTUAL_ENV, tokens, the admin password)
+# stays with the manager.
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+_BUILD_ENV_KEEP = (*_ENV_KEEP, "HOME", "TMPDIR", "USER", "LOGNAME")
 
 
-def find_python(version: str) -> str:
-    """Path of an interpreter for Python X.Y: the manager's own, else ``pythonX.Y`` on PATH."""
-    if version == host_python():
-        return sys.executable
-    exe = shutil.which(f"python{version}")
-    if exe:
-        # PATH may hold shims (pyenv) that exist but refuse to run; ask the interpreter itself.
+def _interpreters(version: str) -> list[str]:
+    found = [sys.executable] if version == host_python() else []
+    for candidate in (shutil.which(f"python{version}"), f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if candidate and candidate not in found and os.path.exists(candidate):
+            found.append(candidate)
+    return found
+
+
+def find_python(version: str, uid: int | None = None) -> str:
+    """An interpreter for Python X.Y (the manager's own first), runnable by ``uid`` when one is given."""
+    for exe in _interpreters(version):
+        # PATH may hold shims (pyenv) that exist but refuse to run, or live where an unprivileged
+        # runner cannot reach (under /root): ask the interpreter itself, as the runner would run it.
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=20)
+                                 capture_output=True, text=True, timeout=PROBE_TIMEOUT,
+                                 user=uid, group=uid, extra_groups=[] if uid is not None else None,
+                                 cwd="/", env={"PATH": os.environ.get("PATH", "")})
             if out.returncode == 0 and out.stdout.strip() == version:
                 return exe
+    if uid is not None:
+        raise RuntimeError_(
+            f"this version needs Python {version}, and runners run as unprivileged users, who cannot run "
+            f"{' or '.join(_interpreters(version)) or f'python{version}'}; install python{version} from the "
+            f"system's packages (e.g. /usr/bin/python{version}) or use the docker runtime"
+        )
     raise RuntimeError_(
         f"this version needs Python {version} but the manager runs {host_python()} and no working "
         f"python{version} is on its PATH; install python{version} (with venv) or use the docker runtime"
     )
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+def find_python_in(venv: Path, uid: int) -> bool:
+    """Whether ``uid`` can run the venv's interpreter."""
+    try:
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", ""], capture_output=True, timeout=PROBE_TIMEOUT,
+                             user=uid, group=uid, extra_groups=[], cwd="/", env={"PATH": os.environ.get("PATH", "")})
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
+def _clean_env(keep: tuple[str, ...] = _BUILD_ENV_KEEP) -> dict[str, str]:
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def _blocked_ancestor(path: Path) -> Path | None:
+    """The first directory above ``path`` that other users cannot pass through, or None."""
+    for parent in [*reversed(path.parents)]:
+        if not os.stat(parent).st_mode & 0o001:
+            return parent
+    return None
 
 
 def _free_port() -> int:
@@ -141,6 +185,7 @@ class _Proc:
     wanted: bool = True
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
+    uid: int | None = None
 
 
 class ProcessRuntime(Runtime):
@@ -149,7 +194,7 @@ class ProcessRuntime(Runtime):
     name = "process"
 
     def __init__(self, data_dir: Path, instance: str, on_event: EventSink | None = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, isolate: bool | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.instance = instance
         self.on_event = on_event
@@ -158,6 +203,11 @@ class ProcessRuntime(Runtime):
         self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse")
         self.venvs = self.cache_dir / "venvs"
         self.versions = self.data_dir / "versions"
+        # A runner runs deployed code: as root it could read the manager's environment (the admin
+        # password) and database. Isolated, each version runs as a uid of its own that reaches only its stage.
+        self.isolate = os.geteuid() == 0 if isolate is None else isolate
+        if self.isolate:
+            self._prepare_dirs()
         self._procs: dict[str, _Proc] = {}
         self._table = threading.RLock()
         self._keyed_locks: dict[str, threading.Lock] = {}
@@ -165,6 +215,68 @@ class ProcessRuntime(Runtime):
         self._adopt_all()
         self._monitor = threading.Thread(target=self._watch, name=f"jd-process-monitor-{instance}", daemon=True)
         self._monitor.start()
+
+    # -- isolation -----------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        """Lay out the data dir so a runner uid reaches its stage and venv and nothing else."""
+        if os.geteuid() != 0:
+            raise RuntimeError_("isolated runners need a manager running as root (to start them as other users)")
+        for directory in (self.data_dir, self.cache_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            # Passable, not listable: a runner finds its own paths and can enumerate nothing.
+            os.chmod(directory, 0o711)
+        for entry in self.data_dir.iterdir():
+            if entry.name not in ("versions", "venvs") and not entry.is_symlink():
+                # The database, bundles, wheelhouse and the rest: the manager's alone.
+                os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+        self.versions.mkdir(exist_ok=True)
+        os.chmod(self.versions, 0o711)
+        self.venvs.mkdir(exist_ok=True)
+        os.chmod(self.venvs, 0o755)
+        for path in (self.versions, self.venvs):
+            blocked = _blocked_ancestor(path)
+            if blocked is not None:
+                raise RuntimeError_(
+                    f"runners run as unprivileged users and must reach {path}, but {blocked} lets no other user "
+                    f"through (mode {stat.S_IMODE(os.stat(blocked).st_mode):o}); use a data dir such as "
+                    f"/var/lib/jupyter-deploy, or allow passing with `chmod o+x {blocked}`"
+                )
+
+    def _runner_uid(self, spec: VersionSpec) -> int | None:
+        """The uid (and gid) this version's runner runs as, recorded in its stage; None when not isolating."""
+        if not self.isolate:
+            return None
+        stage = self.stage_dir(spec)
+        with self._table:
+            taken = set()
+            for other in self.versions.iterdir() if self.versions.is_dir() else ():
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    uid = int(json.loads((other / "spec.json").read_text())["uid"])
+                    if other == stage:
+                        return uid
+                    taken.add(uid)
+            for uid in range(RUNNER_UID_BASE, RUNNER_UID_BASE + RUNNER_UID_COUNT):
+                if uid not in taken:
+                    return uid
+        raise RuntimeError_(f"all {RUNNER_UID_COUNT} runner uids are in use; delete old versions")
+
+    def _grant(self, stage: Path, uid: int) -> None:
+        """The runner's gid may read its stage; only its home is writable, and only by it."""
+        os.chown(stage, 0, uid)
+        os.chmod(stage, 0o750)
+        for root, dirs, files in os.walk(stage):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        for private in ("service.log", "service.log.1", "state.json", "spec.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(stage / private, 0o600)
+        home = stage / "home"
+        home.mkdir(exist_ok=True)
+        os.chown(home, uid, uid)
+        os.chmod(home, 0o700)
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -187,21 +299,30 @@ class ProcessRuntime(Runtime):
 
     def build(self, spec: VersionSpec, log: LogSink) -> None:
         """Ensure wheels, the lock's venv and the version's stage directory."""
-        interpreter = find_python(spec.lock.python)
+        uid = self._runner_uid(spec)
+        interpreter = find_python(spec.lock.python, uid)
         self.wheelhouse.ensure(spec.lock, log)
-        self._ensure_venv(spec.lock, interpreter, log)
+        self._ensure_venv(spec.lock, interpreter, log, uid)
         self._stage(spec)
         log(f"staged {spec.service} {spec.version} in {self.stage_dir(spec)}")
 
-    def _ensure_venv(self, lock: Lock, interpreter: str, log: LogSink) -> Path:
+    def _usable(self, venv: Path, uid: int | None) -> bool:
+        if not (venv / ".complete").exists():
+            return False
+        if uid is None:
+            return True
+        # A venv made from an interpreter the runner cannot run (under /root) is rebuilt from one it can.
+        return find_python_in(venv, uid)
+
+    def _ensure_venv(self, lock: Lock, interpreter: str, log: LogSink, uid: int | None = None) -> Path:
         venv = self.venv_dir(lock)
-        if (venv / ".complete").exists():
+        if self._usable(venv, uid):
             log(f"reusing venv {venv}")
             return venv
         self.venvs.mkdir(parents=True, exist_ok=True)
         with self._keyed(f"venv-{lock.hash}"), open(self.venvs / f".{lock.hash}.lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
-            if (venv / ".complete").exists():
+            if self._usable(venv, uid):
                 log(f"reusing venv {venv}")
                 return venv
             wheels = self.wheelhouse.wheels(lock)
@@ -211,14 +332,19 @@ class ProcessRuntime(Runtime):
             tmp = self.venvs / f".tmp-{lock.hash}-{uuid.uuid4().hex[:8]}"
             log(f"creating venv for lock {lock.hash} with {interpreter}")
             try:
-                self._run([interpreter, "-m", "venv", str(tmp)], log, "creating the venv")
-                pip = [str(tmp / "bin" / "python"), "-m", "pip",
+                # Without pip of its own: the manager's pip installs into it, so the interpreter needs no
+                # ensurepip (a distribution's python may lack it) and the venv holds only the lock.
+                self._run([interpreter, "-m", "venv", "--without-pip", str(tmp)], log, "creating the venv")
+                pip = [sys.executable, "-m", "pip", "--python", str(tmp / "bin" / "python"),
                        *install_command(str(self.wheelhouse.root.resolve()), wheels)]
                 self._run(pip, log, "installing the requirements")
                 (tmp / ".complete").write_text(json.dumps({"python": lock.python, "wheels": wheels}))
                 if venv.exists():
-                    # An interrupted build left a directory without the marker.
-                    shutil.rmtree(venv)
+                    # An interrupted build left a directory without the marker, or the runner cannot use it.
+                    # Moved aside first: a runner of another manager may still be running from it.
+                    aside = self.venvs / f".old-{lock.hash}-{uuid.uuid4().hex[:8]}"
+                    os.rename(venv, aside)
+                    shutil.rmtree(aside, ignore_errors=True)
                 # Scripts in bin/ keep the temp path in their shebang; runners use `python -m`.
                 os.rename(tmp, venv)
             finally:
@@ -230,7 +356,8 @@ class ProcessRuntime(Runtime):
     def _run(cmd: list[str], log: LogSink, what: str) -> None:
         # The host's pip.conf (index URLs, user installs) must not steer an offline venv install.
         env = dict(_clean_env(), PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
-        code, tail = run_streamed(cmd, log, env)
+        # Venvs are shared read-only by runners of other uids: world-readable whatever the manager's umask.
+        code, tail = run_streamed(cmd, log, env, umask=0o022)
         if code != 0:
             raise RuntimeError_(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
@@ -244,10 +371,14 @@ class ProcessRuntime(Runtime):
                 raise RuntimeError_(f"bundle dir {spec.bundle_dir} lacks {member}")
             shutil.copyfile(source, bundle / member)
         stage_runner(stage)
-        (stage / "spec.json").write_text(json.dumps({
-            "service": spec.service, "version": spec.version, "key": spec.key, "lock": spec.lock.hash,
-            "python": spec.lock.python,
-        }))
+        with self._table:  # allocated and recorded at once, so two builds never share a uid
+            uid = self._runner_uid(spec)
+            (stage / "spec.json").write_text(json.dumps({
+                "service": spec.service, "version": spec.version, "key": spec.key, "lock": spec.lock.hash,
+                "python": spec.lock.python, "uid": uid,
+            }))
+        if uid is not None:
+            self._grant(stage, uid)
         return stage
 
     # -- state file ----------------------------------------------------------------------
@@ -255,7 +386,7 @@ class ProcessRuntime(Runtime):
     def _write_state(self, proc: _Proc, status: str) -> None:
         state = {"service": proc.service, "version": proc.version, "key": proc.key, "pid": proc.pid,
                  "port": proc.port, "python": proc.python, "status": status, "instance": self.instance,
-                 "time": time.time()}
+                 "uid": proc.uid, "time": time.time()}
         path = proc.stage / "state.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -285,7 +416,8 @@ class ProcessRuntime(Runtime):
         if not state or state.get("status") != "running":
             return None
         proc = _Proc(service=state["service"], version=state["version"], key=state["key"], stage=stage,
-                     python=state["python"], port=int(state["port"]), pid=int(state["pid"]), started=time.time())
+                     python=state["python"], port=int(state["port"]), pid=int(state["pid"]), started=time.time(),
+                     uid=state.get("uid"))
         if not self._alive(proc):
             return None
         with self._table:
@@ -310,15 +442,23 @@ class ProcessRuntime(Runtime):
                 os.replace(log_path, log_path.with_suffix(".log.1"))
         cmd = [proc.python, "-m", RUNNER_PACKAGE, "--bundle", str(proc.stage / "bundle"),
                "--host", HOST, "--port", str(proc.port)]
-        env = dict(_clean_env(), PYTHONPATH=str(proc.stage), PYTHONUNBUFFERED="1",
-                   JUPYTER_DEPLOY_INSTANCE=self.instance)
+        env = dict(_clean_env(_ENV_KEEP), PYTHONPATH=str(proc.stage), PYTHONUNBUFFERED="1",
+                   PYTHONDONTWRITEBYTECODE="1", JUPYTER_DEPLOY_INSTANCE=self.instance)
+        home = proc.stage / "home"
+        home.mkdir(exist_ok=True)
+        env.update(HOME=str(home), TMPDIR=str(home), USER="jupyter-deploy-runner", LOGNAME="jupyter-deploy-runner")
+        if proc.uid is not None:
+            # The stage is re-granted at each start: a manager upgrade may have staged it before isolation.
+            self._grant(proc.stage, proc.uid)
+        ids: dict[str, Any] = {} if proc.uid is None else {"user": proc.uid, "group": proc.uid, "extra_groups": []}
         with open(log_path, "ab") as fh:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             fh.write(f"--- {stamp} starting {proc.service} {proc.version} on {HOST}:{proc.port}\n".encode())
             fh.flush()
             # A new session: the runner outlives a manager restart and stop() can signal its group.
             proc.popen = subprocess.Popen(cmd, cwd=proc.stage, env=env, stdin=subprocess.DEVNULL, stdout=fh,
-                                          stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                                          stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                          umask=0o077, **ids)
         proc.pid = proc.popen.pid
         proc.started = time.time()
         proc.restart_at = None
@@ -340,7 +480,8 @@ class ProcessRuntime(Runtime):
                 self._stage(spec)
             old = self._read_state(stage) or {}
             fresh = _Proc(service=spec.service, version=spec.version, key=spec.key, stage=stage,
-                          python=str(venv / "bin" / "python"), port=int(old.get("port") or 0))
+                          python=str(venv / "bin" / "python"), port=int(old.get("port") or 0),
+                          uid=self._runner_uid(spec))
             self._spawn(fresh)
             self._procs[spec.key] = fresh
             return Endpoint(HOST, fresh.port)

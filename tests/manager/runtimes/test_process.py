@@ -14,6 +14,7 @@ import pytest
 from jupyter_deploy_manager.runtimes.base import RuntimeError_, host_python
 from jupyter_deploy_manager.runtimes.process import ProcessRuntime, find_python
 
+from tests.conftest import passable
 from .support import make_spec, post, wait_for, wait_healthy
 
 
@@ -30,6 +31,7 @@ def alive(pid: int) -> bool:
 def env(tmp_path_factory):
     """A ProcessRuntime in a fresh data dir; every runner it started is killed afterwards."""
     root = tmp_path_factory.mktemp("process-runtime")
+    passable(root)
     instance = "t" + uuid.uuid4().hex[:8]
     events: list[tuple[str, str, str, str]] = []
     holder: dict[str, ProcessRuntime] = {}
