@@ -71,6 +71,8 @@ def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     work = Path(tempfile.mkdtemp(prefix="jupyter-deploy-demo-"))
+    # Passable (not listable): as root, the process runtime runs each service as a user of its own.
+    os.chmod(work, 0o711)
     password = secrets.token_urlsafe(12)
     env = dict(
         os.environ,

@@ -132,7 +132,7 @@ class ManagerApp(Application):
         default_value="auto",
         help="Where services run: docker, process (a venv per lock), or auto (docker when an engine answers).",
     ).tag(config=True)
-    data_dir = Unicode(help="Directory for the database, bundles, wheelhouse and venvs.").tag(config=True)
+    data_dir = Unicode(help="Directory for the database, bundles, wheelhouse and venvs (default: /var/lib/jupyter-deploy as root, else ~/.local/share/jupyter-deploy).").tag(config=True)
     cache_dir = Unicode(
         help="Directory for the wheelhouse and venvs, keyed by content and shareable between managers "
         "(default: the data dir)."
@@ -163,7 +163,12 @@ class ManagerApp(Application):
 
     @default("data_dir")
     def _data_dir_default(self) -> str:
-        return os.environ.get("JUPYTER_DEPLOY_DATA_DIR") or str(Path.home() / ".local" / "share" / "jupyter-deploy")
+        if os.environ.get("JUPYTER_DEPLOY_DATA_DIR"):
+            return os.environ["JUPYTER_DEPLOY_DATA_DIR"]
+        # As root, runners run as other users and must pass through the path to their stages: not /root.
+        if os.geteuid() == 0:
+            return "/var/lib/jupyter-deploy"
+        return str(Path.home() / ".local" / "share" / "jupyter-deploy")
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:
