@@ -132,7 +132,10 @@ class ManagerApp(Application):
         default_value="auto",
         help="Where services run: docker, process (a venv per lock), or auto (docker when an engine answers).",
     ).tag(config=True)
-    data_dir = Unicode(help="Directory for the database, bundles, wheelhouse and venvs (default: /var/lib/jupyter-deploy as root, else ~/.local/share/jupyter-deploy).").tag(config=True)
+    data_dir = Unicode(
+        help="Directory for the database, bundles, wheelhouse and venvs "
+        "(default: /var/lib/jupyter-deploy as root, else ~/.local/share/jupyter-deploy)."
+    ).tag(config=True)
     cache_dir = Unicode(
         help="Directory for the wheelhouse and venvs, keyed by content and shareable between managers "
         "(default: the data dir)."
