@@ -304,6 +304,7 @@ def test_page_is_self_contained(manager_factory):
 def test_page_says_plainly_when_its_script_was_not_built(monkeypatch, tmp_path):
     """Installed without Node.js, the page is no dead login form: it names what is missing and how to build it."""
     import asyncio
+    import concurrent.futures
     import shutil
 
     import tornado.httpclient
@@ -327,7 +328,9 @@ def test_page_says_plainly_when_its_script_was_not_built(monkeypatch, tmp_path):
         finally:
             server.stop()
 
-    resp = asyncio.run(fetch())
+    # In a thread of its own: Playwright's sync API may already run an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        resp = pool.submit(asyncio.run, fetch()).result(timeout=60)
     text = resp.body.decode()
     assert resp.code == 503
     assert "The dashboard was not built" in text and "jlpm build:prod" in text and "Node.js" in text
