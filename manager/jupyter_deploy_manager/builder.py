@@ -11,8 +11,10 @@ import platform
 import re
 import shutil
 import sys
+import tempfile
+import urllib.parse
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags, sys_tags
@@ -26,7 +28,12 @@ RUNNER_PACKAGE = "jupyter_deploy_runner"
 
 CONTRACT_PACKAGE = "jupyter_deploy_contract"
 """The contract package, staged beside the runner, which imports it."""
-"""Top-level name the runner package is copied under in images and process stages."""
+
+PIP_NETWORK_TIMEOUT = 60
+"""Seconds pip waits on one network operation before it gives up (pip's --timeout)."""
+
+SourceBuilder = Callable[[Lock, "list[Requirement]", Path, LogSink], None]
+"""Builds wheels of requirements that have none, away from the host, into the given directory."""
 
 # Oldest glibc among the base images we target (bullseye 2.31); wheels built for a newer
 # glibc would fail to import there, so cross-version downloads stop at this one.
@@ -114,8 +121,12 @@ class Wheelhouse:
             return list(names)
         return None
 
-    def ensure(self, lock: Lock, log: LogSink) -> Path:
-        """Make sure ``root`` holds a wheel for every requirement of ``lock``; return ``root``."""
+    def ensure(self, lock: Lock, log: LogSink, build_sources: SourceBuilder | None = None) -> Path:
+        """Make sure ``root`` holds a wheel for every requirement of ``lock``; return ``root``.
+
+        Wheels are only downloaded here, which runs no code of theirs. A requirement without a wheel is
+        handed to ``build_sources`` (an isolated build), or refused when there is none.
+        """
         if self.wheels(lock) is not None:
             return self.root
         with self._locked():
@@ -134,7 +145,9 @@ class Wheelhouse:
                     todo.append(req)
             if todo:
                 log(f"wheelhouse: fetching {len(todo)} of {len(reqs)} wheels for Python {lock.python}")
-                saved = self._run_pip(lock, todo, log)
+                saved, unbuilt = self._download(lock, todo, log)
+                if unbuilt:
+                    saved.update(self._from_source(lock, unbuilt, log, build_sources))
                 for req in todo:
                     name = canonicalize_name(req.name)
                     found = saved.get(name) or self._find(req, tags)
@@ -170,18 +183,85 @@ class Wheelhouse:
                 best = key
         return best[2] if best else None
 
-    def _run_pip(self, lock: Lock, reqs: list[Requirement], log: LogSink) -> dict[str, str]:
-        """Run pip for ``reqs``; return canonical name -> wheel file name it saved or found."""
+    def _download(self, lock: Lock, reqs: list[Requirement],
+                  log: LogSink) -> tuple[dict[str, str], list[Requirement]]:
+        """Download wheels only (no build code runs on the host); return what was saved and what has no wheel."""
+        saved: dict[str, str] = {}
+        # pip prepares the metadata of a direct-URL archive by running its build code, even when asked
+        # for wheels only: only URLs of wheels go to the host's pip.
+        unbuilt = [req for req in reqs if req.url is not None and not _is_wheel_url(req.url)]
+        remaining = [req for req in reqs if req not in unbuilt]
+        while remaining:
+            got, missing, code, tail = self._run_pip(lock, remaining, log)
+            saved.update(got)
+            if code == 0:
+                break
+            named = {canonicalize_name(_requirement_name(text)) for text in missing}
+            without = [req for req in remaining if canonicalize_name(req.name) in named]
+            if not without:
+                raise WheelhouseError(f"pip failed (exit {code}) fetching {', '.join(map(str, remaining))}:\n"
+                                      + "\n".join(tail))
+            # pip stops at the first requirement it cannot satisfy: set those aside and fetch the rest.
+            unbuilt += without
+            remaining = [req for req in remaining if req not in without]
+        return saved, unbuilt
+
+    def _from_source(self, lock: Lock, reqs: list[Requirement], log: LogSink,
+                     build_sources: SourceBuilder | None) -> dict[str, str]:
+        absent = [str(req) for req in reqs if not self._published(lock, req)]
+        if absent:
+            where = ("the host's package index" if lock.python == host_python()
+                     else f"the package index for Python {lock.python}")
+            raise WheelhouseError(
+                f"cannot find requirement {', '.join(absent)}: pip found no matching distribution in {where}"
+            )
+        names = ", ".join(str(req) for req in reqs)
+        if build_sources is None:
+            raise WheelhouseError(
+                f"{names}: no wheel for Python {lock.python} on this platform. Building from source would run "
+                f"the package's build code on the manager's host, which this runtime refuses; use the docker "
+                f"runtime (it builds in an isolated container), or put a wheel of it in {self.root}"
+            )
+        log(f"wheelhouse: no wheel for {names}; building from source in an isolated build container")
+        saved: dict[str, str] = {}
+        wanted = {canonicalize_name(req.name) for req in reqs}
+        with tempfile.TemporaryDirectory(prefix="jd-source-wheels-") as out:
+            build_sources(lock, reqs, Path(out), log)
+            for path in Path(out).iterdir():
+                try:
+                    name = canonicalize_name(parse_wheel_filename(path.name)[0])
+                except (InvalidWheelFilename, InvalidVersion):
+                    continue  # only wheels of what was asked for leave the build
+                if name in wanted and path.is_file() and not path.is_symlink():
+                    shutil.copyfile(path, self.root / path.name)
+                    saved[name] = path.name
+        return saved
+
+    def _published(self, lock: Lock, req: Requirement) -> bool:
+        """Whether the index has a release of ``req`` at all (a source one counts); asked without building it."""
+        if req.url is not None:
+            return True
+        cmd = [sys.executable, "-m", "pip", "index", "versions", req.name, "--timeout", str(PIP_NETWORK_TIMEOUT)]
+        if lock.python != host_python():
+            cmd += ["--python-version", lock.python, "--implementation", "cp"]
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
+        lines: list[str] = []
+        code, _ = run_streamed(cmd, lines.append, env)
+        listed = next((line.split(":", 1)[1] for line in lines if line.startswith("Available versions:")), "")
+        versions = [v.strip() for v in listed.split(",") if v.strip()]
+        return code == 0 and any(req.specifier.contains(v, prereleases=True) for v in versions)
+
+    def _run_pip(self, lock: Lock, reqs: list[Requirement],
+                 log: LogSink) -> tuple[dict[str, str], list[str], int, list[str]]:
+        """Run ``pip download`` of wheels for ``reqs``; return what it saved, what it found no wheel for, exit, tail."""
         specs = [str(r) for r in reqs]
-        if lock.python == host_python():
-            # pip wheel uses the host's cache and turns sdists into wheels.
-            cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(self.root), *specs]
-        else:
-            cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
-                   "--python-version", lock.python, "--implementation", "cp", "--dest", str(self.root)]
+        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+               "--timeout", str(PIP_NETWORK_TIMEOUT), "--dest", str(self.root)]
+        if lock.python != host_python():
+            cmd += ["--python-version", lock.python, "--implementation", "cp"]
             for plat in _platforms():
                 cmd += ["--platform", plat]
-            cmd += specs
+        cmd += specs
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_PROGRESS_BAR="off", PYTHONUNBUFFERED="1")
         saved: dict[str, str] = {}
         missing: list[str] = []
@@ -198,14 +278,18 @@ class Wheelhouse:
                     saved[canonicalize_name(parse_wheel_filename(fname)[0])] = fname
 
         code, tail = run_streamed(cmd, read, env)
-        if code != 0:
-            if missing:
-                where = "the host's package index" if lock.python == host_python() else f"any binary wheel for Python {lock.python}"
-                raise WheelhouseError(
-                    f"cannot find requirement {', '.join(missing)}: pip found no matching distribution in {where}"
-                )
-            raise WheelhouseError(f"pip failed (exit {code}) fetching {', '.join(specs)}:\n" + "\n".join(tail))
-        return saved
+        return saved, missing, code, tail
+
+
+def _is_wheel_url(url: str) -> bool:
+    return urllib.parse.urlparse(url).path.endswith(".whl")
+
+
+def _requirement_name(text: str) -> str:
+    """The distribution name pip printed in a "no matching distribution" line."""
+    with contextlib.suppress(InvalidRequirement):
+        return Requirement(text).name
+    return re.split(r"[<>=!~;@\[ ]", text, maxsplit=1)[0]
 
 
 def install_command(wheel_dir: str, wheels: list[str]) -> list[str]:

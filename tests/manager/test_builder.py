@@ -114,3 +114,58 @@ def test_stage_runner_copies_the_package(tmp_path):
     assert not (target / "stale.py").exists()
     source = Path(__import__("jupyter_deploy_runner").__file__).parent
     assert sorted(p.name for p in target.glob("*.py")) == sorted(p.name for p in source.glob("*.py"))
+
+
+def evil_sdist(root: Path) -> tuple[Path, Path]:
+    """An sdist whose build code leaves a marker file wherever it runs; returns (archive, marker path)."""
+    import tarfile
+
+    marker = root / "build-code-ran"
+    project = root / "evil-1.0"
+    project.mkdir(parents=True)
+    (project / "setup.py").write_text(
+        "import os, pathlib\n"
+        "try:\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('uid %d' % os.getuid())\n"
+        "except OSError:\n"
+        "    pass  # not on the host that made this archive\n"
+        "from setuptools import setup\n"
+        "setup(name='evil', version='1.0', py_modules=['evil'])\n"
+    )
+    (project / "evil.py").write_text("VALUE = 42\n")
+    archive = root / "evil-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(project, arcname="evil-1.0")
+    return archive, marker
+
+
+def test_a_source_build_never_runs_on_the_host(tmp_path):
+    # pip runs an sdist's setup.py even to prepare its metadata: the host must never be asked to.
+    archive, marker = evil_sdist(tmp_path / "src")
+    house = Wheelhouse(tmp_path / "wheels")
+    lock = Lock(host_python(), PINS + (f"evil @ {archive.as_uri()}",))
+    with pytest.raises(WheelhouseError, match=r"evil @ file://.*no wheel for Python .*would run the package's build "
+                                              r"code on the manager's host.*docker runtime"):
+        house.ensure(lock, lambda line: None)
+    assert not marker.exists(), marker.read_text()
+    # An index package published only as source is refused the same way, before anything is built.
+    with pytest.raises(WheelhouseError, match=r"wget==3\.2: no wheel"):
+        house.ensure(Lock(host_python(), ("wget==3.2",)), lambda line: None)
+
+
+def test_an_isolated_builder_gets_what_has_no_wheel(tmp_path):
+    archive, marker = evil_sdist(tmp_path / "src")
+    house = Wheelhouse(tmp_path / "wheels")
+    lock = Lock(host_python(), PINS + (f"evil @ {archive.as_uri()}",))
+    asked: list[list[str]] = []
+
+    def builder(lock: Lock, reqs: list, out: Path, log) -> None:
+        asked.append([str(r) for r in reqs])
+        (out / "evil-1.0-py3-none-any.whl").write_bytes(b"a wheel built elsewhere")
+        (out / "stray.txt").write_text("not a wheel: stays behind")
+
+    house.ensure(lock, lambda line: None, builder)
+    assert asked == [[f"evil@ {archive.as_uri()}"]] or asked == [[f"evil @ {archive.as_uri()}"]]
+    assert "evil-1.0-py3-none-any.whl" in house.wheels(lock)
+    assert not (tmp_path / "wheels" / "stray.txt").exists()
+    assert not marker.exists()

@@ -7,12 +7,14 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import re
 import shlex
 import tarfile
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -40,6 +42,21 @@ EventSink = Callable[[str, str, str, str], None]
 
 EVENTS_RECONNECT_DELAY = 1.0
 """Seconds before watching Docker's events again after the stream broke (engine restart)."""
+
+SOURCE_BUILD_TIMEOUT = 900.0
+"""Seconds a source build container may run before it is killed and the deploy fails."""
+
+SOURCE_BUILD_MEMORY = "2g"
+"""Memory limit of a source build container."""
+
+SOURCE_BUILD_PIDS = 512
+"""Process limit of a source build container (compilers fork a lot)."""
+
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+"""The host's CA bundle, copied into build containers so they trust what the host trusts (TLS proxies)."""
+
+_PASSED_TO_BUILDS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                     "http_proxy", "https_proxy", "no_proxy")
 
 RUNNER_UID = 10001
 """Unprivileged uid the runner runs as inside its container."""
@@ -169,11 +186,69 @@ class DockerRuntime(Runtime):
         """Ensure wheels, the shared dependency image and this version's app image."""
         base = resolve_base_image(spec.lock.python, self.base_image, self.client)
         log(f"base image {base}")
-        self.wheelhouse.ensure(spec.lock, log)
+        self.wheelhouse.ensure(spec.lock, log, self._build_sources)
         deps = self._ensure_deps(spec.lock, base, log)
         started = time.monotonic()
         self._build_app(spec, deps)
         log(f"built image {self.image_tag(spec)} in {time.monotonic() - started:.2f} s")
+
+    def _build_sources(self, lock: Lock, reqs: list[Any], out: Path, log: LogSink) -> None:
+        """Build wheels of ``reqs`` in a throwaway container: unprivileged, no socket, no host mounts."""
+        base = resolve_base_image(lock.python, self.base_image, self.client)
+        files: dict[str, bytes] = {}
+        specs: list[str] = []
+        for req in reqs:
+            url = getattr(req, "url", None)
+            if url and url.startswith("file://"):
+                # The container sees no host path: a local archive is copied in, never mounted.
+                source = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+                if not source.is_file():
+                    raise RuntimeError_(f"requirement {req} names {source}, which is not a file on the manager's host")
+                files[f"src/{source.name}"] = source.read_bytes()
+                specs.append(f"{req.name} @ file:///tmp/build/src/{source.name}")
+            else:
+                specs.append(str(req))
+        ca = next((Path(p) for p in CA_BUNDLES if Path(p).is_file()), None)
+        if ca is not None:
+            files["ca.pem"] = ca.read_bytes()
+        env = {"HOME": "/tmp/build", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off",
+               "PIP_NO_CACHE_DIR": "1", "PYTHONUNBUFFERED": "1", "PIP_DEFAULT_TIMEOUT": "60",
+               **({"PIP_CERT": "/tmp/build/ca.pem", "SSL_CERT_FILE": "/tmp/build/ca.pem"} if ca else {}),
+               **{k: v for k, v in os.environ.items() if k in _PASSED_TO_BUILDS and not v.startswith("file:")}}
+        script = ("set -e; python3 -m venv /tmp/build/venv; "
+                  + shlex.join(["/tmp/build/venv/bin/pip", "wheel", "--no-deps", "--use-pep517",
+                                "--wheel-dir", "/tmp/build/out", *specs]))
+        log(f"building {', '.join(specs)} from source in an isolated container (uid {RUNNER_UID}, no host mounts)")
+        container = self.client.containers.create(
+            base, ["/bin/sh", "-c", script], user=str(RUNNER_UID), working_dir="/tmp/build", environment=env,
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], mem_limit=SOURCE_BUILD_MEMORY,
+            memswap_limit=SOURCE_BUILD_MEMORY, pids_limit=SOURCE_BUILD_PIDS,
+            labels={_L_INSTANCE: self.instance, _L_ROLE: "source-build"},
+        )
+        timer = threading.Timer(SOURCE_BUILD_TIMEOUT, lambda: _kill_quietly(container))
+        try:
+            container.put_archive("/tmp", _build_tar(files))
+            container.start()
+            timer.start()
+            tail = _stream_logs(container, log)
+            code = container.wait().get("StatusCode", -1)
+            if code != 0:
+                timed_out = not timer.is_alive()
+                why = f"ran over {SOURCE_BUILD_TIMEOUT:.0f} s" if timed_out else f"exit {code}"
+                raise RuntimeError_(f"building {', '.join(specs)} from source failed ({why}):\n" + "\n".join(tail))
+            stream, _ = container.get_archive("/tmp/build/out")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r:") as tar:
+                for member in tar.getmembers():
+                    name = Path(member.name).name
+                    # Only regular wheel files, written by name: nothing the build made escapes ``out``.
+                    if member.isfile() and name.endswith(".whl") and "/" not in name:
+                        data = tar.extractfile(member)
+                        if data is not None:
+                            (out / name).write_bytes(data.read())
+        finally:
+            timer.cancel()
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
 
     def _ensure_deps(self, lock: Lock, base: str, log: LogSink) -> str:
         tag = self.deps_tag(lock)
@@ -529,6 +604,27 @@ class DockerRuntime(Runtime):
                 self._events_stream.close()
         if self._events_thread is not None:
             self._events_thread.join(timeout=5)
+
+
+def _kill_quietly(container: Any) -> None:
+    with contextlib.suppress(docker.errors.APIError):
+        container.kill()
+
+
+def _build_tar(files: dict[str, bytes]) -> bytes:
+    """Tar of ``build/`` (owned by the build uid) holding ``files``, for put_archive into /tmp."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs = {"build", "build/out", *(f"build/{Path(n).parent}" for n in files if "/" in n)}
+        for name in sorted(dirs):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, RUNNER_UID, RUNNER_UID
+            tar.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"build/{name}")
+            info.size, info.mode, info.uid, info.gid = len(data), 0o644, RUNNER_UID, RUNNER_UID
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _stream_logs(container: Any, log: LogSink) -> list[str]:

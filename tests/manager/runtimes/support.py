@@ -36,7 +36,7 @@ def hog(mb: int) -> int:
 
 def make_spec(
     root: Path, service: str, version: str, python: str | None = None, cloudpickle_version: str | None = None,
-    hog: bool = False,
+    hog: bool = False, extra_requirements: tuple[str, ...] = (),
 ) -> VersionSpec:
     """A real bundle (numpy function pickled by value) extracted under root, with the host's pins.
 
@@ -48,7 +48,8 @@ def make_spec(
     functions = {"predict": namespace["predict"], **({"hog": namespace["hog"]} if hog else {})}
     payload = cloudpickle.dumps({"entrypoints": functions}, protocol=5)
     py = python or host_python()
-    reqs = [f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}", f"tornado=={tornado.version}"]
+    reqs = [f"numpy=={numpy.__version__}", f"cloudpickle=={cloudpickle.__version__}", f"tornado=={tornado.version}",
+            *extra_requirements]
     manifest = {
         "name": service, "version": version, "created": "2026-01-01T00:00:00Z", "python": py,
         "python_full": sys.version.split()[0], "cloudpickle": cloudpickle_version or cloudpickle.__version__,

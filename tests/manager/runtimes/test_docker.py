@@ -282,3 +282,29 @@ def test_start_before_build_is_a_clear_error(env):
     with pytest.raises(RuntimeError_, match="build"):
         runtime.start(spec)
     assert runtime.state(spec) == "missing"
+
+
+def test_a_source_requirement_is_built_in_an_isolated_container(env, tmp_path):
+    from tests.manager.test_builder import evil_sdist
+
+    runtime: DockerRuntime = env["runtime"]
+    client = env["client"]
+    archive, marker = evil_sdist(tmp_path / "src")
+    spec = make_spec(env["root"], "fromsource", "1", extra_requirements=(f"evil @ {archive.as_uri()}",))
+    lines: list[str] = []
+    deps = DockerRuntime.deps_tag(spec.lock)
+    try:
+        runtime.build(spec, lines.append)
+        assert any("from source in an isolated container" in line for line in lines), lines
+        # Its build code ran, but not on this host: in a container with no mount of it.
+        assert not marker.exists(), marker.read_text()
+        out = client.containers.run(deps, ["python3", "-c", "import evil; print(evil.VALUE)"], remove=True,
+                                    network_disabled=True,
+                                    labels={f"{LABEL}.instance": env["instance"], f"{LABEL}.role": "test-probe"})
+        assert out.decode().strip() == "42"
+        assert not client.containers.list(all=True, filters={"label": [f"{LABEL}.instance={env['instance']}",
+                                                                        f"{LABEL}.role=source-build"]})
+    finally:
+        runtime.remove(spec)
+        for image in client.images.list(name=deps):
+            client.images.remove(image.id, force=True)
