@@ -45,14 +45,16 @@ class DeploymentService:
     # -- what handlers call to change things (each serialized per service by the lifecycle) ----
 
     async def submit(
-        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True
+        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True,
+        direct_urls: bool = False,
     ) -> dict[str, Any]:
         """Accept an uploaded bundle, start building it, return the new version and an invoke token.
 
         With ``make_main`` False the new version runs at its own path and main stays as it is
-        (the first version of a service is main whatever is asked).
+        (the first version of a service is main whatever is asked). ``direct_urls`` allows
+        requirements fetched from a URL rather than the package index (admins only).
         """
-        return await self.lifecycle.submit(name, data, sha256, username, make_main)
+        return await self.lifecycle.submit(name, data, sha256, username, make_main, direct_urls)
 
     async def promote(self, name: str, version: str) -> dict[str, Any]:
         """Make a version main once it is healthy."""
@@ -104,8 +106,18 @@ class DeploymentService:
         await self.pipeline.close()
 
     def on_runtime_event(self, service: str, version: str, kind: str, message: str) -> None:
-        """Called by runtimes (from their threads) when a version crashes or restarts."""
+        """Called by runtimes (from their threads) when a version crashes, restarts or fails for good."""
         self.store.add_event(kind, message, service, version)
+        record = self.store.get_version(service, version)
+        if record is None or record.desired != "running":
+            return
+        # The stored status follows the runner, so the API never says running while it is down.
+        if kind == "crashed" and record.status in ("running", "crashed"):
+            self.store.set_version_status(service, version, "crashed", error=message)
+        elif kind == "restarted" and record.status == "crashed":
+            self.store.set_version_status(service, version, "running")
+        elif kind == "failed" and record.status in ("running", "crashed"):
+            self.store.set_version_status(service, version, "failed", error=message)
 
     # -- queries -----------------------------------------------------------------------------
 

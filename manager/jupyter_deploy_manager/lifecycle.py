@@ -160,10 +160,11 @@ class Lifecycle:
     # -- deploy ----------------------------------------------------------------------------
 
     async def submit(
-        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True
+        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True,
+        direct_urls: bool = False,
     ) -> dict[str, Any]:
         """Accept an uploaded bundle, start building it, return the new version and an invoke token."""
-        manifest, checksum = self.pipeline.check_bundle(name, data, sha256)
+        manifest, checksum = self.pipeline.check_bundle(name, data, sha256, direct_urls)
         # Under the lock, so a delete of the service in progress finishes before the version is recorded.
         async with self.locks.hold(name):
             task, info = self.pipeline.register(name, data, manifest, checksum, username, make_main)
@@ -474,7 +475,7 @@ class Lifecycle:
                 name, version, "failed", error="interrupted by a manager restart", desired="stopped"
             )
             return
-        if record.desired != "running" or record.status != "running":
+        if record.desired != "running" or record.status not in ("running", "crashed"):
             return
         spec = self._spec(record)
         try:

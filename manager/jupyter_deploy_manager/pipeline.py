@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import tornado
+from packaging.requirements import InvalidRequirement, Requirement
 
 import jupyter_deploy_contract as contract
 
@@ -162,8 +164,9 @@ class Pipeline:
 
     # -- accepting a bundle ----------------------------------------------------------------
 
-    def check_bundle(self, name: str, data: bytes, sha256: str | None) -> tuple[dict[str, Any], str]:
-        """The manifest of an uploaded bundle and its checksum, once size, checksum and format are right."""
+    def check_bundle(self, name: str, data: bytes, sha256: str | None,
+                     direct_urls: bool = False) -> tuple[dict[str, Any], str]:
+        """The manifest and checksum of an upload whose size, checksum, format and requirements are right."""
         check_name(name)
         if len(data) > self.max_bundle_size:
             raise ApiError(
@@ -177,9 +180,17 @@ class Pipeline:
                 400, f"bundle checksum mismatch: header says {sha256}, received {actual}", "checksum-mismatch"
             )
         try:
-            return contract.read_bundle(data)[0], actual
+            manifest = contract.read_bundle(data)[0]
         except contract.ContractError as exc:
             raise ApiError(400, str(exc), "bad-bundle") from exc
+        if not direct_urls:
+            for text in manifest["requirements"]:
+                with contextlib.suppress(InvalidRequirement):
+                    if Requirement(text).url is not None:
+                        # Fetched from anywhere and built from source: an admin's decision, not a deployer's.
+                        raise ApiError(403, f"requirement {text!r} is a direct URL; only admins may deploy "
+                                            "requirements that do not come from the package index", "forbidden")
+        return manifest, actual
 
     def register(
         self, name: str, data: bytes, manifest: dict[str, Any], checksum: str, username: str, make_main: bool

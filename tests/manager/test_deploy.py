@@ -199,6 +199,43 @@ def test_redeploy_switches_main_to_the_new_model(runtime_manager, iris):
         clf = old
 
 
+def _kill_runners(manager) -> None:
+    """Kill the manager's runners from outside, as the OOM killer or an operator's `docker kill` would."""
+    if manager.runtime == "docker":
+        instance = (manager.data_dir / "instance").read_text().strip()
+        subprocess.run(
+            f"docker ps -q --filter label=io.jupyter-deploy.instance={instance} | xargs -r docker kill",
+            shell=True, check=True, capture_output=True,
+        )
+    else:
+        from ..harness import kill_processes_under
+
+        kill_processes_under(manager.data_dir)
+
+
+def test_a_killed_runner_is_reported_and_restarted_every_time(runtime_manager, iris):
+    dep, _ = iris
+    client = runtime_manager.client()
+    rows = X.head(2).to_dict(orient="records")
+    for round_ in range(3):
+        before = len([e for e in client.events_log("iris") if e["kind"] == "restarted"])
+        _kill_runners(runtime_manager)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            restarted = [e for e in client.events_log("iris") if e["kind"] == "restarted"]
+            resp = call(runtime_manager, "iris", "predict", {"data": rows}, dep.token)
+            if len(restarted) > before and resp.status_code == 200:
+                break
+            time.sleep(0.1)
+        assert len(restarted) > before, f"round {round_}: no restart event"
+        assert resp.status_code == 200, resp.text
+    events = client.events_log("iris")
+    assert [e for e in events if e["kind"] == "crashed"], events
+    # The status followed the runner down and back up.
+    main = client.service("iris")["main_version"]
+    assert next(v for v in client.service("iris")["versions"] if v["version"] == main)["status"] == "running"
+
+
 def test_manager_restart_keeps_everything_and_restarts_what_stopped(runtime_manager, iris):
     dep, _ = iris
     client = runtime_manager.client()

@@ -201,6 +201,23 @@ def test_deployer_deploys_deletes_and_makes_invoke_and_deploy_tokens_but_not_adm
         assert resp.status_code == 403 and "role 'deployer'" in resp.json()["message"], (method, path, resp.text)
 
 
+def test_direct_url_requirements_are_for_admins_only(world: World) -> None:
+    # A URL requirement is fetched from anywhere and built from source: a deployer may not bring one.
+    bundle = junk_bundle("by-url")
+    manifest = dict(bundle.manifest, requirements=["evil @ https://example.org/evil-1.0.tar.gz"])
+    bundle = bundle_format.pack(manifest, b"not a pickle")
+    resp = upload(world, "deployer", "by-url", bundle)
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["reason"] == "forbidden"
+    assert "evil @ https://example.org/evil-1.0.tar.gz" in resp.json()["message"]
+    assert "only admins" in resp.json()["message"]
+    assert world.call("admin", "GET", "/api/services/by-url").status_code == 404, "nothing was recorded"
+    resp = upload(world, "admin", "by-url", bundle)
+    assert resp.status_code == 202, resp.text
+    list(world.manager.client(world.tokens["admin"]).events("by-url", resp.json()["version"]))
+    world.manager.client(world.tokens["admin"]).delete("by-url")
+
+
 def test_admin_tokens_of_deploy_scope_cannot_manage_users(world: World) -> None:
     admin = world.manager.client(world.tokens["admin"])
     deploy_token = admin.create_token(scope="deploy")["token"]
