@@ -217,7 +217,7 @@ class VersionsHandler(BaseHandler):
             raise ApiError(422, "main must be 1/true (the new version becomes main) or 0/false", "invalid-input")
         result = await self.deployments.submit(
             name, self.request.body, self.request.headers.get("X-Bundle-SHA256"), p.username,
-            make_main=main in ("1", "true"), direct_urls=p.is_admin,
+            make_main=main in ("1", "true"), direct_urls=p.is_admin(),
         )
         base = f"{self.request.protocol}://{self.request.host}"
         result["url"] = f"{base}/services/{name}"
