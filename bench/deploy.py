@@ -72,6 +72,8 @@ class Manager:
     def __init__(self, runtime: str, cache_dir: Path):
         self.runtime = runtime
         self.work = Path(tempfile.mkdtemp(prefix=f"jd-bench-{runtime}-"))
+        # Passable (not listable): as root, each runner runs as a user of its own and must reach its stage.
+        os.chmod(self.work, 0o711)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(12)
@@ -190,6 +192,7 @@ def bench_runtime(runtime: str, args: argparse.Namespace) -> dict[str, float]:
     """All figures for one runtime."""
     global clf
     cache = Path(tempfile.mkdtemp(prefix="jd-bench-cache-"))
+    os.chmod(cache, 0o711)
     manager = Manager(runtime, cache)
     results: dict[str, float] = {}
     try:

@@ -10,7 +10,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from jupyter_deploy_contract import is_service_name, is_version
+from jupyter_deploy_contract import error_body, is_service_name, is_version
 
 from ..client import ManagerClient
 from ..errors import ConfigError, ConnectionFailed, DeployError, Unauthorized
@@ -20,17 +20,17 @@ from .session import JupyterDeploy
 def error_reply(exc: DeployError, *, login: bool = False) -> tuple[int, dict[str, Any]]:
     """The status and JSON body the browser gets for a DeployError."""
     if isinstance(exc, ConnectionFailed):
-        return 502, {"message": exc.message, "reason": "manager-unreachable"}
+        return 502, error_body("manager-unreachable", exc.message)
     if isinstance(exc, ConfigError):
-        return 401, {"message": exc.message, "reason": "not-logged-in"}
+        return 401, error_body("not-logged-in", exc.message)
     if isinstance(exc, Unauthorized):
         if login:
-            return 401, {"message": exc.message, "reason": "bad-credentials"}
-        return 401, {"message": f"the manager refused the stored login ({exc.message}): log in again", "reason": "not-logged-in"}
+            return 401, error_body("bad-credentials", exc.message)
+        return 401, error_body("not-logged-in", f"the manager refused the stored login ({exc.message}): log in again")
     status = exc.status or 500
     if status >= 500:
-        return 502, {"message": f"the manager failed: {exc.message}", "reason": "manager-error"}
-    return status, {"message": exc.message, "reason": exc.reason or "error"}
+        return 502, error_body("manager-error", f"the manager failed: {exc.message}")
+    return status, error_body(exc.reason or "error", exc.message)
 
 
 class DeployHandler(APIHandler):

@@ -10,6 +10,8 @@ from typing import Any
 
 import tornado.web
 
+from jupyter_deploy_contract import error_body
+
 from . import __version__
 from .auth import SCOPES, Auth, Principal
 from .deployments import DeploymentService
@@ -120,11 +122,11 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             self.set_status(exc.status)
-            body = {"message": exc.message, "reason": exc.reason}
+            body = error_body(exc.reason, exc.message)
         elif isinstance(exc, tornado.web.HTTPError):
-            body = {"message": exc.log_message or self._reason, "reason": self._reason.lower().replace(" ", "-")}
+            body = error_body(self._reason.lower().replace(" ", "-"), exc.log_message or self._reason)
         else:
-            body = {"message": "internal error in the manager; see its log", "reason": "internal-error"}
+            body = error_body("internal-error", "internal error in the manager; see its log")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
