@@ -153,20 +153,27 @@ def drop_dependency_image(lock_hash: str) -> None:
         pass
 
 
-def wrk(url: str, token: str, duration: int, connections: int, body: str | None = None) -> dict[str, float]:
-    """Run wrk with a POST body; return p50/p99 in ms and requests/s."""
+def wrk_script(token: str, body: str | None = None, extra: str = "") -> Path:
+    """A wrk Lua script POSTing ``body`` (5 iris rows by default) with the token, plus ``extra`` Lua."""
     body = body or json.dumps({"data": ROWS.to_dict(orient="records")})
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n' + extra
+    )
+    return script
+
+
+def wrk(url: str, token: str, duration: int, connections: int, body: str | None = None) -> dict[str, float]:
+    """Run wrk with a POST body; return p50/p99 in ms and requests/s."""
+    script = wrk_script(token, body, extra=(
         "done = function(summary, latency, requests)\n"
         "  io.write(string.format('P50 %f\\nP99 %f\\nERRORS %d\\n', latency:percentile(50), latency:percentile(99),"
         " summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\n"
         "end\n"
-    )
+    ))
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script), url],
         capture_output=True, text=True, check=True,

@@ -12,7 +12,6 @@ Figures only; nothing is asserted. Usage: python bench/soak.py [--runtime proces
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -76,21 +75,15 @@ def runner_pid(manager: common.Manager, version: str) -> int | None:
 
 def paced_wrk(url: str, token: str, seconds: int, rate: float) -> dict[str, float]:
     """wrk at about ``rate`` requests/s (each connection waits between its calls); the summary figures."""
-    body = json.dumps({"data": common.ROWS.to_dict(orient="records")})
     wait_ms = max(0.0, CONNECTIONS * 1000.0 / rate)
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(body)}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    script = common.wrk_script(token, extra=(
         f"function delay() return {wait_ms:.3f} end\n"
         "done = function(summary, latency, requests)\n"
         "  io.write(string.format('P50 %f\\nP99 %f\\nREQUESTS %d\\nSTATUS %d\\nSOCKET %d\\n',"
         " latency:percentile(50), latency:percentile(99), summary.requests, summary.errors.status,"
         " summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\n"
         "end\n"
-    )
+    ))
     try:
         out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s",
                               str(script), url], capture_output=True, text=True, check=True).stdout

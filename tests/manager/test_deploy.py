@@ -199,12 +199,12 @@ def test_redeploy_switches_main_to_the_new_model(runtime_manager, iris):
         clf = old
 
 
-def _kill_runners(manager) -> None:
-    """Kill the manager's runners from outside, as the OOM killer or an operator's `docker kill` would."""
+def _kill_runners(manager, docker_command: str = "kill") -> None:
+    """End the manager's runners from outside, as the OOM killer or an operator's `docker kill` would."""
     if manager.runtime == "docker":
         instance = (manager.data_dir / "instance").read_text().strip()
         subprocess.run(
-            f"docker ps -q --filter label=io.jupyter-deploy.instance={instance} | xargs -r docker kill",
+            f"docker ps -q --filter label=io.jupyter-deploy.instance={instance} | xargs -r docker {docker_command}",
             shell=True, check=True, capture_output=True,
         )
     else:
@@ -242,16 +242,7 @@ def test_manager_restart_keeps_everything_and_restarts_what_stopped(runtime_mana
     main = client.service("iris")["main_version"]
     runtime_manager.stop()
     # While the manager is down, the service's container/process dies too.
-    if runtime_manager.runtime == "docker":
-        instance = (runtime_manager.data_dir / "instance").read_text().strip()
-        subprocess.run(
-            f"docker ps -q --filter label=io.jupyter-deploy.instance={instance} | xargs -r docker stop -t 1",
-            shell=True, check=True, capture_output=True,
-        )
-    else:
-        from ..harness import kill_processes_under
-
-        kill_processes_under(runtime_manager.data_dir)
+    _kill_runners(runtime_manager, "stop -t 1")
     runtime_manager.start()
     deadline = time.monotonic() + 120
     while True:
