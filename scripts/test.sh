@@ -7,6 +7,7 @@ bash scripts/install.sh
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   bash .ci/setup-docker.sh
   bash .ci/setup-browser.sh
+  bash .ci/setup-runner-python.sh
 fi
 if docker info >/dev/null 2>&1; then
   # No registry may be reachable: build the base image for service containers locally (quick when present).
