@@ -30,9 +30,13 @@ _ANNOTATIONS = {
 
 
 def encode(value: Any) -> str:
-    """JSON text for one argument: DataFrames in pandas' split form with exact floats, missing values as null."""
+    """JSON text for one argument: DataFrames in pandas' split form with exact floats, missing values as null.
+
+    An infinity goes as ``1e999`` (a number past the float range), not as null: the service refuses it
+    where it expects a number, as the checks here do, instead of reading a missing value.
+    """
     try:
-        return contract.dumps(value, frames="split").decode()
+        return contract.dumps(value, frames="split", infinity="overflow").decode()
     except contract.Unserialisable as exc:
         raise TypeError(f"cannot send a {exc.type_name} as JSON") from None
 
@@ -78,7 +82,7 @@ def _safe_column(column: Any, target: Any) -> bool:
     if not (numeric or strings or dates):
         return False  # object columns and the like: JSON may turn their values into others
     if numeric and local.kind == "f" and np.isinf(column.to_numpy()).any():
-        return False  # infinity goes as null, which the runner may refuse where the local column has none
+        return False  # infinity goes as 1e999, which the runner refuses or casts its own way: ask its JSON
     if target is None or target == np.dtype(object):
         return True  # no cast, or a cast to object, which takes anything
     if isinstance(target, pd.CategoricalDtype):
@@ -149,6 +153,8 @@ def _array_standin(array: Any, param: Any) -> Any:
     np = sys.modules["numpy"]
     if array.ndim == 0 or 0 in array.shape or array.dtype.kind not in "biuf":
         return None  # empty axes and odd dtypes do not survive tolist() -> asarray unchanged
+    if array.dtype.kind == "f" and np.isinf(array).any():
+        return None  # an infinity, which the runner refuses: let the checks see it in its JSON
     target = param.array.dtype if param.array is not None else None
     if target is not None and target != array.dtype and target.kind != "f":
         return None  # e.g. to a narrower int, which may overflow: only the real conversion can tell

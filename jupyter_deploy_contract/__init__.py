@@ -148,8 +148,8 @@ def error_body(reason: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def error_json(reason: str, message: str, **extra: Any) -> bytes:
-    """``error_body`` as JSON bytes."""
-    return json.dumps(error_body(reason, message, **extra)).encode()
+    """``error_body`` as JSON bytes (strict JSON, like every answer)."""
+    return dumps(error_body(reason, message, **extra))
 
 
 def read_error(body: object, fallback: str) -> tuple[str, str | None]:
@@ -177,6 +177,24 @@ def _depth_ok(value: Any, limit: int) -> bool:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
     return True
+
+
+def _finite(value: Any) -> bool:
+    # Iterative, as _depth_ok; 1e400 parses as an infinity that no answer could carry as JSON.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _nesting(raw: bytes) -> int:
@@ -208,7 +226,8 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     if _nesting(raw) > MAX_JSON_DEPTH:
         raise ContractError(f"manifest.json is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        manifest = json.loads(raw)
+        # NaN and Infinity are Python's extensions to JSON: every room reads the manifest, not only Python.
+        manifest = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise ContractError(f"manifest.json is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict):
@@ -226,6 +245,9 @@ def check_manifest(manifest: dict[str, Any]) -> None:
             raise ContractError(f"manifest.json lacks {key!r}")
     if not _depth_ok(manifest, MAX_JSON_DEPTH):
         raise ContractError(f"manifest.json is nested more than {MAX_JSON_DEPTH} levels deep")
+    if not _finite(manifest):
+        raise ContractError("manifest.json holds a number too large for a float (such as 1e400), "
+                            "which no JSON answer can carry")
     for key in ("python", "cloudpickle"):
         if not isinstance(manifest[key], str):
             raise ContractError(f"manifest.json: {key!r} must be a string")
@@ -454,34 +476,51 @@ def _key(key: Any, frames: str, unknown: str) -> Any:
     return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
-def to_plain(obj: Any, *, frames: str = "records", unknown: str = "raise", _depth: int = 0) -> Any:
+def to_plain(obj: Any, *, frames: str = "records", unknown: str = "raise", infinity: str = "null",
+             _depth: int = 0) -> Any:
     """``obj`` rebuilt from plain JSON values: NaN and infinities become None.
 
     DataFrames become records, or pandas' split form with ``frames="split"``;
-    anything JSON cannot hold raises Unserialisable, or becomes its ``str`` with ``unknown="str"``.
+    anything JSON cannot hold raises Unserialisable, or becomes its ``str`` with ``unknown="str"``;
+    with ``infinity="keep"`` infinities stay floats (NaN still becomes None).
     """
     if _depth > sys.getrecursionlimit() // 4:
         raise Unserialisable(f"{type(obj).__name__} (circular or too deeply nested)")
     if obj is None or isinstance(obj, (str, bool, int)):
         return obj
     if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
+        if math.isfinite(obj) or (infinity == "keep" and obj == obj):
+            return float(obj)
+        return None
     if isinstance(obj, dict):
-        return {_key(k, frames, unknown): to_plain(v, frames=frames, unknown=unknown, _depth=_depth + 1)
+        return {_key(k, frames, unknown): to_plain(v, frames=frames, unknown=unknown, infinity=infinity,
+                                                   _depth=_depth + 1)
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_plain(v, frames=frames, unknown=unknown, _depth=_depth + 1) for v in obj]
+        return [to_plain(v, frames=frames, unknown=unknown, infinity=infinity, _depth=_depth + 1) for v in obj]
     try:
         known = _known(obj, frames)
     except Unserialisable:
         if unknown == "str":
             return str(obj)
         raise
-    return to_plain(known, frames=frames, unknown=unknown, _depth=_depth + 1)
+    return to_plain(known, frames=frames, unknown=unknown, infinity=infinity, _depth=_depth + 1)
 
 
-def dumps(obj: Any, *, frames: str = "records") -> bytes:
-    """Compact JSON bytes of a value, encoded as ``to_plain`` describes; never NaN or Infinity."""
+OVERFLOW = "1e999"
+"""How a request carries an infinity: a JSON number past the float range, which every parser reads as one."""
+
+# json writes an infinity as the token Infinity, which is no JSON; a string is skipped whole, so a quoted
+# "Infinity" is left alone.
+_INFINITY_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)Infinity')
+
+
+def dumps(obj: Any, *, frames: str = "records", infinity: str = "null") -> bytes:
+    """Compact JSON bytes of a value, encoded as ``to_plain`` describes; never NaN or Infinity.
+
+    Infinities become null, or with ``infinity="overflow"`` (requests, so the service can refuse them
+    where it expects a number instead of reading a missing value) ``1e999`` and ``-1e999``.
+    """
     try:
         # Fast path (the C encoder): fine unless a NaN/inf or an odd dict key shows up.
         return json.dumps(obj, default=lambda o: _known(o, frames), allow_nan=False, separators=(",", ":")).encode()
@@ -489,7 +528,12 @@ def dumps(obj: Any, *, frames: str = "records") -> bytes:
         raise
     except (ValueError, TypeError, RecursionError):
         pass
+    keep = infinity == "overflow"
     try:
-        return json.dumps(to_plain(obj, frames=frames), allow_nan=False, separators=(",", ":")).encode()
+        plain = to_plain(obj, frames=frames, infinity="keep" if keep else "null")
+        text = json.dumps(plain, allow_nan=keep, separators=(",", ":"))
     except RecursionError as exc:
         raise Unserialisable(f"{type(obj).__name__} (circular or too deeply nested)") from exc
+    if keep:
+        text = _INFINITY_TOKEN.sub(lambda m: m.group(0) if m.group(1) is None else m.group(1) + OVERFLOW, text)
+    return text.encode()

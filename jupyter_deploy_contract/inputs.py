@@ -15,6 +15,7 @@ that needs them, and when the entrypoints are compiled rather than on the first 
 from __future__ import annotations
 
 import inspect
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
@@ -49,6 +50,23 @@ def _json_type(value: Any) -> str:
 
 def _quoted(names: list[Any]) -> str:
     return ", ".join(repr(str(n)) for n in names)
+
+
+FINITE = "a finite number"
+"""What a 422 says is expected where a number is: JSON has no NaN or infinity, and 1e400 overflows to one."""
+
+
+def _nonfinite_name(value: float) -> str:
+    # The JSON-ish spelling: what the caller sent was NaN, Infinity, -Infinity, or a number like 1e400.
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _nonfinite_problem(param: Param, value: float) -> _FieldProblems:
+    got = _nonfinite_name(value)
+    return _FieldProblems(
+        [f"expected {FINITE}, got {got}" + ("" if got == "NaN" else " (or a number too large for a float, such as 1e400)")],
+        [{"field": param.name, "problem": "value", "expected": FINITE, "got": got}],
+    )
 
 
 # ---------------------------------------------------------------- samples
@@ -136,6 +154,9 @@ def _scalar(kind: str) -> Callable[[Any, "Param"], Any]:
         t = type(value)
         if kind == "float" and t is int:
             return float(value)
+        if kind == "float" and t is float and not math.isfinite(value):
+            # NaN, Infinity and 1e400 parse as floats, but no model means them as an input number.
+            raise _nonfinite_problem(param, value)
         # `type(...) is` so that JSON true/false never pass as int or float.
         if t.__name__ == kind and t in (int, float, str, bool, list, dict):
             return value
@@ -226,12 +247,36 @@ def _cast(series: Any, dtype: Any) -> Any:
     return out
 
 
+def _has_infinity(values: Any) -> bool:
+    """Whether a float column or array holds Infinity or -Infinity (NaN is a missing value, not this)."""
+    import numpy as np
+
+    if getattr(values.dtype, "kind", None) not in ("f", "c"):
+        return False
+    if not isinstance(values.dtype, np.dtype):
+        values = values.to_numpy(dtype="float64", na_value=np.nan)  # nullable Float64 holds pd.NA
+    return bool(np.isinf(values).any())
+
+
+def _infinite_column(param: Param, col: Any) -> tuple[str, dict[str, Any]]:
+    return (f"column {str(col)!r} holds Infinity or -Infinity (or a number too large for a float, such as 1e400), "
+            f"where finite numbers are expected",
+            {"field": param.name, "column": str(col), "problem": "value", "expected": FINITE})
+
+
 def _check_frame(df: Any, param: Param) -> Any:
     sample = param.frame
-    if sample is None:
-        return df
     parts: list[str] = []
     errors: list[dict[str, Any]] = []
+    if sample is None:
+        # No schema to say which columns are numbers: every float column is one.
+        for col in [df.columns[i] for i in range(df.shape[1]) if _has_infinity(df.iloc[:, i])]:
+            part, error = _infinite_column(param, col)
+            parts.append(part)
+            errors.append(error)
+        if parts:
+            raise _FieldProblems(parts, errors)
+        return df
     cols = list(df.columns)
     twice = [c for c, n in Counter(str(c) for c in cols).items() if n > 1]
     if twice:
@@ -264,6 +309,12 @@ def _check_frame(df: Any, param: Param) -> Any:
         if col not in df.columns:
             continue
         have = df[col].dtype
+        if getattr(dtype, "kind", None) in ("i", "u", "f") and _has_infinity(df[col]):
+            # Named as what it is: a cast to int would only say it failed, and a float column would keep it.
+            part, error = _infinite_column(param, col)
+            parts.append(part)
+            errors.append(error)
+            continue
         if have == dtype or (_is_stringish(dtype) and _is_stringish(have)):
             continue
         try:
@@ -327,6 +378,12 @@ def _check_array(arr: Any, param: Param) -> Any:
                 [f"expected shape {expected}, got {_fmt_shape(arr.shape)}"],
                 [{"field": param.name, "problem": "shape", "expected": expected, "got": _fmt_shape(arr.shape)}],
             )
+    if _has_infinity(arr):
+        raise _FieldProblems(
+            ["holds Infinity or -Infinity (or a number too large for a float, such as 1e400), "
+             "where finite numbers are expected"],
+            [{"field": param.name, "problem": "value", "expected": FINITE}],
+        )
     return arr
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import tornado.web
 
-from jupyter_deploy_contract import error_body
+from jupyter_deploy_contract import dumps, error_body
 
 from . import __version__
 from .auth import SCOPES, Auth, Principal
@@ -25,6 +25,10 @@ MAX_TOKEN_LIFETIME = 10 * 365 * 24 * 3600
 
 class BaseHandler(tornado.web.RequestHandler):
     """JSON errors, bearer-token auth and access to the app's services."""
+
+    def set_default_headers(self) -> None:
+        """On every answer, errors included: browsers must take a JSON answer as JSON, never sniff it into HTML."""
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     @property
     def auth(self) -> Auth:
@@ -109,7 +113,8 @@ class BaseHandler(tornado.web.RequestHandler):
         """Answer with JSON."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
+        # The contract's encoder: strict JSON (a stray NaN or infinity becomes null, never a bare token).
+        self.finish(dumps(data))
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         """Expected API errors are not server errors; keep the log for real failures."""
@@ -128,7 +133,7 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             body = error_body("internal-error", "internal error in the manager; see its log")
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+        self.finish(dumps(body))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, ApiError):
@@ -242,11 +247,11 @@ class EventsHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         if not follow:
             for event in task.events[start:]:
-                self.write(json.dumps(event) + "\n")
+                self.write(dumps(event) + b"\n")
             self.finish()
             return
         async for event in task.follow(start):
-            self.write(json.dumps(event) + "\n")
+            self.write(dumps(event) + b"\n")
             try:
                 await self.flush()
             except tornado.iostream.StreamClosedError:

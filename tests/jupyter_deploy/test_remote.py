@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import math
 import re
 import time
 from typing import Any
@@ -107,6 +108,14 @@ def served(manager: Any, service: str, entrypoint: str, body: str) -> requests.R
     )
 
 
+def strict_json(text: str) -> Any:
+    """Parse ``text`` as JSON proper: NaN and Infinity, which Python's json takes, fail."""
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def same_refusal(manager: Any, svc: RemoteService, entrypoint: str, **arguments: Any) -> str:
     """Assert the client refuses ``arguments`` with the very 422 the service gives for their body; return the message."""
     with pytest.raises(InvalidInput) as info:
@@ -163,6 +172,10 @@ def test_frame_service_refuses_like_the_service_and_sends_nothing(manager: Any) 
         "unknown parameter": dict(data=FRAME, colour="red"),
         "missing parameter": dict(scale=2.0),
         "everything wrong": dict(data=FRAME.drop(columns=["b"]), scale="x", flag="yes", colour=1),
+        "infinity in a float column": dict(data=FRAME.assign(a=[0.5, math.inf, 2.5, 3.5, 4.5, 5.5])),
+        "-infinity in an int column": dict(data=FRAME.assign(b=[1.0, 2.0, -math.inf, 4.0, 5.0, 6.0])),
+        "big frame, infinity": dict(data=big.assign(a=big["a"].where(big.index != 400, math.inf))),
+        "infinite float": dict(data=FRAME, scale=math.inf),
         "unannotated first follows the sample": dict(data=FRAME.drop(columns=["a"]), extra=[1]),
     }
     messages = {}
@@ -175,6 +188,19 @@ def test_frame_service_refuses_like_the_service_and_sends_nothing(manager: Any) 
     assert "scale: expected float, got str" in messages["float as str"]
     assert "missing parameters 'data'" in messages["missing parameter"]
     assert "unexpected parameters 'colour'" in messages["unknown parameter"]
+    # An infinity is refused where a number is expected, not sent as a missing value.
+    assert "column 'a' holds Infinity or -Infinity" in messages["infinity in a float column"]
+    assert "column 'b' holds Infinity or -Infinity" in messages["-infinity in an int column"]
+    assert "column 'a' holds Infinity or -Infinity" in messages["big frame, infinity"]
+    assert "scale: expected a finite number, got Infinity" in messages["infinite float"]
+
+    # The same from curl: an overflowing number or an Infinity in a float column is a 422 naming it.
+    literals = ("1e400", "-Infinity")
+    for literal in literals:
+        body = '{"data": {"columns": ["a", "b", "kind", "when"], "data": [[%s, 1, "x", "2024-01-01"]]}}' % literal
+        resp = served(manager, "frames", "total", body)
+        assert resp.status_code == 422, resp.text
+        assert "column 'a' holds Infinity or -Infinity" in strict_json(resp.text)["message"]
 
     # Good calls answer what the function answers here; the service reorders columns to the sample's.
     shuffled = FRAME[["when", "kind", "b", "a"]]
@@ -187,7 +213,7 @@ def test_frame_service_refuses_like_the_service_and_sends_nothing(manager: Any) 
         svc.total(FRAME, 1.0, "t", False, 3, None, None, "one too many")
 
     # Only the raw requests above reached the service: one 422 each, none from the client's refusals.
-    refused_total = len(bad) - 1
+    refused_total = len(bad) - 1 + len(literals)
     assert access_lines(manager, "frames", 200, "loose", at_least=1) == 1
     assert access_lines(manager, "frames", 422, "total", at_least=refused_total) == refused_total
     assert access_lines(manager, "frames", 422, "loose", at_least=1) == 1
@@ -208,6 +234,8 @@ def test_array_service_refuses_like_the_service(manager: Any) -> None:
         "a dict": dict(x={"a": [1, 2, 3]}),
         "a frame": dict(x=pd.DataFrame(np.ones((300, 3)))),
         "missing": dict(power=1),
+        "an infinity": dict(x=np.array([[1.0, math.inf, 3.0]])),
+        "big, -infinity": dict(x=np.where(np.arange(3000).reshape(1000, 3) == 2999, -math.inf, 1.0)),
     }
     for arguments in bad.values():
         same_refusal(manager, svc, "norms", **arguments)
@@ -233,6 +261,19 @@ def test_plain_service_checks_every_scalar_type(manager: Any) -> None:
               ("mapping", [1]), ("items", "y" * 1000), ("mapping", list(range(1000))), ("s", {"k": "v" * 1000})]
     for field, wrong in wrongs:
         same_refusal(manager, svc, "scalars", **{**good, field: wrong})
+    for wrong in (math.inf, -math.inf, np.float32("inf")):
+        message = same_refusal(manager, svc, "scalars", **{**good, "x": wrong})
+        assert "x: expected a finite number, got" in message
+    # What curl may send: the literals Python's json reads, and numbers past the float range.
+    for literal, got in (("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e400", "Infinity"),
+                         ("-1e400", "-Infinity"), ("NaN", "NaN")):
+        body = f'{{"n": 2, "x": {literal}, "s": "abc", "flag": true, "items": [], "mapping": {{}}}}'
+        resp = served(manager, "plain", "scalars", body)
+        assert resp.status_code == 422, resp.text
+        assert f"x: expected a finite number, got {got}" in strict_json(resp.text)["message"]
+    # Where any value goes, the function gets them; its answer is still JSON proper (null for each).
+    resp = served(manager, "plain", "echo", '{"value": [Infinity, -Infinity, NaN, 1e400]}')
+    assert resp.status_code == 200 and strict_json(resp.text) == [[None, None, None, None]]
     same_refusal(manager, svc, "scalars", n=1)
     same_refusal(manager, svc, "echo", times=2)
     same_refusal(manager, svc, "echo", value=1, times="2")

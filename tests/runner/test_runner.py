@@ -515,6 +515,21 @@ def test_ndarray_parameter_is_checked(array_service: Runner, x: Any, expected: s
     assert expected in response.json()["message"]
 
 
+@pytest.mark.parametrize("number", [b"1e400", b"Infinity", b"-Infinity", b"-1e999"])
+def test_an_infinity_in_a_float_array_is_422(array_service: Runner, number: bytes) -> None:
+    response = array_service.post("rowsum", data=b'{"x": [[1, 2, 3, 4], [5, 6, %s, 8]]}' % number)
+    assert response.status_code == 422, response.text
+    assert "x: holds Infinity or -Infinity" in response.json()["message"]
+    assert response.json()["errors"] == [{"field": "x", "problem": "value", "expected": "a finite number"}]
+
+
+def test_nan_in_a_float_array_is_a_missing_value_like_null(array_service: Runner) -> None:
+    for missing in (b"NaN", b"null"):
+        response = array_service.post("rowsum", data=b'{"x": [[1, 2, 3, %s]]}' % missing)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"sum": [None], "dtype": "float64", "shape": [1, 4]}
+
+
 def test_dataframe_and_series_without_a_dataframe_sample(array_service: Runner) -> None:
     split = {"columns": ["p", "q"], "data": [[1, 2], [3, 4]], "index": [10, 20]}
     response = array_service.post("frame_info", {"df": split, "s": [1, 2, 3.5]})
@@ -522,6 +537,10 @@ def test_dataframe_and_series_without_a_dataframe_sample(array_service: Runner) 
     assert response.json() == {"columns": ["p", "q"], "rows": 2, "index": [10, 20], "total": 6.5}
     records = array_service.post("frame_info", {"df": [{"z": 1}], "s": []}).json()
     assert records["columns"] == ["z"] and records["total"] == 0
+    # Without a sample every float column is a number column: an infinity there is refused too.
+    response = array_service.post("frame_info", data=b'{"df": [{"p": 1, "q": "a"}, {"p": -1e400, "q": "b"}], "s": []}')
+    assert response.status_code == 422, response.text
+    assert "df: column 'p' holds Infinity or -Infinity" in response.json()["message"]
 
 
 # ---------------------------------------------------------------- tests: startup checks
