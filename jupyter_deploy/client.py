@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Iterator
 from urllib.parse import quote
 
@@ -12,16 +13,43 @@ from jupyter_deploy_contract import read_error
 
 from . import config
 from .bundle import Bundle
-from .errors import ConnectionFailed, DeployError, error_for_status
+from .errors import ConnectionFailed, DeployError, TimedOut, error_for_status
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a request (a call to a service included) may take before this client gives up on it."""
+TIMEOUT_ENV = "JUPYTER_DEPLOY_TIMEOUT"
+"""Environment variable that sets the default timeout, in seconds."""
+LONG_TIMEOUT = 300.0
+"""Seconds allowed, at least, to uploads and to promote, rollback, stop, start and delete, which wait for runners."""
+EVENTS_TIMEOUT = (10.0, 900.0)
+"""Connect and read timeouts of a deploy's event stream, which is quiet while a layer builds."""
+FOLLOW_CONNECT_TIMEOUT = 10.0
+"""Connect timeout of a followed log (which may then be quiet for as long as the service is)."""
+_TIMEOUT_HINT = f"timeout=SECONDS on connect() or ManagerClient, or ${TIMEOUT_ENV}"
+
+
+def default_timeout() -> float:
+    """``$JUPYTER_DEPLOY_TIMEOUT`` when it holds a number of seconds, else DEFAULT_TIMEOUT."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, ""))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 class ManagerClient:
     """Talks to one manager with one token; raises DeployError subclasses mapped from HTTP status."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0, need_token: bool = True):
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None,
+                 need_token: bool = True):
         self.url, self.token = config.resolve(url, token, need_token=need_token)
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else default_timeout()
         self._http = requests.Session()
+
+    @property
+    def long_timeout(self) -> float:
+        """The timeout of requests that wait for runners or carry a bundle: the client's, or LONG_TIMEOUT if longer."""
+        return max(self.timeout, LONG_TIMEOUT)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -42,9 +70,17 @@ class ManagerClient:
         try:
             resp = self._http.request(method, url, headers=self._headers(headers), **kwargs)
         except requests.ConnectionError as exc:
+            # ConnectTimeout lands here too: the manager could not be reached at all.
             raise ConnectionFailed(f"cannot reach the manager at {self.url}: is it running? ({exc.__class__.__name__})") from exc
         except requests.Timeout as exc:
-            raise ConnectionFailed(f"the manager at {self.url} did not answer within {kwargs['timeout']} s") from exc
+            # The manager took the request and may still be on it (a long call, a slow build): say whose limit it was.
+            timeout = kwargs["timeout"]
+            seconds = timeout[-1] if isinstance(timeout, tuple) else timeout
+            raise TimedOut(
+                f"no answer from {self.url}{path.split('?', 1)[0]} within {seconds:g} s (the client's timeout, "
+                f"set with {_TIMEOUT_HINT}); the request may still be running there",
+                reason="client-timeout",
+            ) from exc
         if resp.status_code >= 400:
             raise self._error(resp)
         return resp
@@ -87,7 +123,7 @@ class ManagerClient:
             f"/api/services/{name}/versions",
             data=bundle.data,
             headers={"Content-Type": "application/x-tar", "X-Bundle-SHA256": bundle.sha256},
-            timeout=max(self.timeout, 300),
+            timeout=self.long_timeout,
         ).json()
 
     def events(self, name: str, version: str, since: int = 0) -> Iterator[dict[str, Any]]:
@@ -99,7 +135,7 @@ class ManagerClient:
                 f"/api/services/{name}/versions/{version}/events",
                 params={"follow": 1, "since": seq},
                 stream=True,
-                timeout=(10, 900),
+                timeout=EVENTS_TIMEOUT,
             )
             finished = False
             try:
@@ -131,7 +167,8 @@ class ManagerClient:
         params: dict[str, Any] = {"tail": tail, "follow": 1}
         if version:
             params["version"] = version
-        resp = self.request("GET", f"/api/services/{name}/logs", params=params, stream=True, timeout=(10, None))
+        resp = self.request("GET", f"/api/services/{name}/logs", params=params, stream=True,
+                            timeout=(FOLLOW_CONNECT_TIMEOUT, None))
         try:
             yield from resp.iter_lines(decode_unicode=True)
         finally:
@@ -139,26 +176,26 @@ class ManagerClient:
 
     def promote(self, name: str, version: str) -> dict[str, Any]:
         """Make a version main (zero downtime: it must pass its health check first)."""
-        return self.request("POST", f"/api/services/{name}/promote", json={"version": version}, timeout=300).json()
+        return self.request("POST", f"/api/services/{name}/promote", json={"version": version}, timeout=self.long_timeout).json()
 
     def rollback(self, name: str) -> dict[str, Any]:
         """Make the previous main version main again."""
-        return self.request("POST", f"/api/services/{name}/rollback", timeout=300).json()
+        return self.request("POST", f"/api/services/{name}/rollback", timeout=self.long_timeout).json()
 
     def act(self, name: str, action: str, version: str | None = None) -> dict[str, Any]:
         """Stop, start or restart a service (every running version) or one version of it."""
         if action not in ("stop", "start", "restart"):
             raise ValueError(f"unknown action {action!r}: use stop, start or restart")
         where = f"/api/services/{name}/versions/{version}" if version else f"/api/services/{name}"
-        return self.request("POST", f"{where}/{action}", timeout=300).json()
+        return self.request("POST", f"{where}/{action}", timeout=self.long_timeout).json()
 
     def delete_version(self, name: str, version: str) -> dict[str, Any]:
         """Stop and remove one version of a service (not its main version)."""
-        return self.request("DELETE", f"/api/services/{name}/versions/{version}", timeout=300).json()
+        return self.request("DELETE", f"/api/services/{name}/versions/{version}", timeout=self.long_timeout).json()
 
     def delete(self, name: str, keep_images: bool = False) -> None:
         """Stop and remove a service."""
-        self.request("DELETE", f"/api/services/{name}", params={"keep_images": int(keep_images)}, timeout=300)
+        self.request("DELETE", f"/api/services/{name}", params={"keep_images": int(keep_images)}, timeout=self.long_timeout)
 
     def events_log(self, service: str | None = None) -> list[dict[str, Any]]:
         """Recorded events, newest first."""

@@ -43,6 +43,10 @@ class ConnectionFailed(DeployError):
     """The manager or service did not answer."""
 
 
+class TimedOut(ConnectionFailed):
+    """No answer came within this client's own timeout (the request may still be running)."""
+
+
 class BadRequest(DeployError):
     """The request was malformed (400)."""
 
@@ -97,6 +101,12 @@ class ServiceError(DeployError):
     status = 500
 
 
+class GatewayTimeout(ServiceError):
+    """The manager gave up waiting for the service's answer (504); the call may still be running there."""
+
+    status = 504
+
+
 class BuildFailed(DeployError):
     """A deploy did not reach a running, healthy version."""
 
@@ -110,6 +120,7 @@ _BY_STATUS: dict[int, type[DeployError]] = {
     413: PayloadTooLarge,
     422: InvalidInput,
     429: TooManyRequests,
+    504: GatewayTimeout,
 }
 
 

@@ -293,7 +293,11 @@ class RemoteService:
         self._client.close()
 
 
-def connect(name: str, url: str | None = None, token: str | None = None) -> RemoteService:
-    """A client for a deployed service: ``connect("iris").predict(df)``."""
-    client = ManagerClient(url, token)
+def connect(name: str, url: str | None = None, token: str | None = None, timeout: float | None = None) -> RemoteService:
+    """A client for a deployed service: ``connect("iris").predict(df)``.
+
+    ``timeout`` is how many seconds a call may take before the client gives up on it (default
+    ``$JUPYTER_DEPLOY_TIMEOUT``, else 60); the manager has its own limit, ``ManagerApp.call_timeout``.
+    """
+    client = ManagerClient(url, token, timeout=timeout)
     return RemoteService(name, client, client.service(name))

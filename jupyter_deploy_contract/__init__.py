@@ -337,7 +337,7 @@ def _members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     try:
         members = tar.getmembers()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ContractError(f"bundle is not a complete tar: {exc}") from exc
+        raise ContractError(f"bundle is cut short or damaged (not a complete tar: {exc})") from exc
     for member in members:
         name = member.name
         if name not in MEMBERS:
