@@ -23,12 +23,14 @@ _ERRORS: dict[str, str] = {
     "405": "The path names the runner's health route, which answers GET only.",
     "409": "The request conflicts with the current state, e.g. that version of the service or that user "
     "exists already, or deleting the user would remove the last admin or the caller.",
-    "413": "The bundle is larger than the manager accepts.",
+    "413": "The body is larger than the manager accepts: a bundle over ManagerApp.max_bundle_size, a call "
+    "over ManagerApp.max_call_body_size, any other body over ManagerApp.max_api_body_size.",
     "422": "A field is missing, of the wrong type or out of range; the message names it.",
     "429": "Too many failed logins from this address or for this user; wait a minute.",
     "500": "The manager or the runtime failed; details are in the manager's log.",
     "502": "The service did not answer.",
     "503": "The service has no running version, or it is shutting down.",
+    "504": "The service sent no answer within the manager's call timeout (ManagerApp.call_timeout).",
 }
 
 _NAME = {
@@ -344,7 +346,7 @@ def _service_routes() -> dict[str, Any]:
     entrypoint = _path_param(
         "entrypoint", {"type": "string", "minLength": 1}, "An entrypoint, as listed in the service's manifest."
     )
-    invoke_errors = ["400", "401", "403", "404", "405", "422", "500", "502", "503"]
+    invoke_errors = ["400", "401", "403", "404", "405", "413", "422", "500", "502", "503", "504"]
     body = {
         "required": True,
         "content": _json({
@@ -386,7 +388,7 @@ def _service_routes() -> dict[str, Any]:
         )}
         paths[f"{prefix}/healthz"] = {"get": _op(
             f"serviceHealth{suffix}", f"Health of {what}", health,
-            ["400", "401", "403", "404", "502", "503"], tag="services", parameters=params,
+            ["400", "401", "403", "404", "502", "503", "504"], tag="services", parameters=params,
         )}
         paths[f"{prefix}/openapi.json"] = {"get": _op(
             f"serviceDocument{suffix}", f"OpenAPI document of {what}", document,

@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import tornado.web
-
 from .handlers import BaseHandler
+from .pages import CONTENT_SECURITY_POLICY, PageStaticHandler, set_page_headers
 
 log = logging.getLogger("jupyter_deploy_manager")
 
@@ -23,13 +22,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static" / "dashboard"
 SCRIPT = "app.js"
 """The built script, in STATIC_DIR."""
 
-# The page loads only its own files and talks only to this manager: the policy makes that a rule
-# the browser enforces, and keeps the page out of other sites' frames.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-"""The page's Content-Security-Policy: its own files, calls to this manager only, no framing."""
+# The policy is the one of every page of the manager (pages.py); named here too for the dashboard's tests.
+__all__ = ["CONTENT_SECURITY_POLICY", "DashboardHandler", "DashboardStaticHandler", "STATIC_DIR", "script_built"]
 
 _warned = False
 
@@ -44,13 +38,7 @@ class DashboardHandler(BaseHandler):
 
     def get(self) -> None:
         """Serve index.html with headers that keep it self-contained and unframed (or say it was not built)."""
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        # Revalidated on every visit so an upgraded manager never runs an old page against a new API.
-        self.set_header("Cache-Control", "no-cache")
+        set_page_headers(self)
         if not script_built():
             # A page without its script would be a login form that does nothing: say what is missing.
             _warn_not_built()
@@ -71,10 +59,5 @@ def _warn_not_built() -> None:
         )
 
 
-class DashboardStaticHandler(tornado.web.StaticFileHandler):
+class DashboardStaticHandler(PageStaticHandler):
     """``GET /static/dashboard/{file}``: the page's script and style sheet."""
-
-    def set_extra_headers(self, path: str) -> None:
-        """Revalidate (cheap, by ETag) instead of caching blindly, for the same reason as the page."""
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Content-Type-Options", "nosniff")

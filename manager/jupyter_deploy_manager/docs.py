@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from .errors import ApiError
 from .handlers import BaseHandler
 from .openapi import service_document
+from .pages import set_page_headers
 
 
 def swagger_ui_dir() -> Path:
@@ -18,22 +18,20 @@ def swagger_ui_dir() -> Path:
     return Path(str(swagger_ui_bundle.swagger_ui_path))
 
 
+STATIC_DIR = Path(__file__).resolve().parent / "static" / "docs"
+"""The pages' own script and style sheet (package data), served at ``/static/docs/``."""
+
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>{title}</title>
   <link rel="stylesheet" href="{static}/swagger-ui.css">
+  <link rel="stylesheet" href="/static/docs/docs.css">
   <link rel="icon" type="image/png" href="{static}/favicon-32x32.png">
-  <style>
-    body {{ margin: 0; font-family: sans-serif; }}
-    #jd-auth {{ padding: 12px 20px; background: #f6f8fa; border-bottom: 1px solid #d0d7de; }}
-    #jd-auth form {{ display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }}
-    #jd-auth input {{ font-family: monospace; width: 34em; padding: 4px; }}
-    #jd-error {{ color: #cf222e; margin-top: 6px; }}
-  </style>
 </head>
 <body>
+  <div id="jd-docs" data-spec-url="{spec_url}" data-needs-token="{needs_token}" hidden></div>
   <div id="jd-auth" {auth_hidden}>
     <form id="jd-auth-form">
       <label for="jd-token"><b>{title}</b> &mdash; bearer token</label>
@@ -44,63 +42,20 @@ PAGE = """<!doctype html>
   </div>
   <div id="swagger-ui"></div>
   <script src="{static}/swagger-ui-bundle.js"></script>
-  <script>
-  (function () {{
-    const specUrl = {spec_url};
-    const needsToken = {needs_token};
-    const storeKey = "jupyter-deploy-token:" + specUrl;
-    function render(spec, token) {{
-      // Remembered here, not in load(), so the public page keeps a #token= across reloads too.
-      if (token) {{ sessionStorage.setItem(storeKey, token); }}
-      const options = {{dom_id: "#swagger-ui", deepLinking: true, tryItOutEnabled: true,
-                        displayRequestDuration: true}};
-      if (spec) {{ options.spec = spec; }} else {{ options.url = specUrl; }}
-      if (token) {{
-        options.onComplete = function () {{ window.ui.preauthorizeApiKey("bearerAuth", token); }};
-      }}
-      window.ui = SwaggerUIBundle(options);
-    }}
-    function load(token) {{
-      const error = document.getElementById("jd-error");
-      error.textContent = "";
-      fetch(specUrl, {{headers: {{Authorization: "Bearer " + token}}}})
-        .then(function (resp) {{
-          return resp.json().then(function (body) {{
-            if (!resp.ok) {{ throw new Error(body.message || resp.statusText); }}
-            return body;
-          }});
-        }})
-        .then(function (spec) {{
-          document.getElementById("jd-auth").hidden = true;
-          render(spec, token);
-        }})
-        .catch(function (e) {{ error.textContent = "Could not load the API description: " + e.message; }});
-    }}
-    document.getElementById("jd-auth-form").addEventListener("submit", function (ev) {{
-      ev.preventDefault();
-      load(document.getElementById("jd-token").value.trim());
-    }});
-    // A token in the fragment is never sent to the server nor logged.
-    const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
-    const token = fromHash || sessionStorage.getItem(storeKey);
-    if (fromHash) {{ history.replaceState(null, "", location.pathname + location.search); }}
-    if (!needsToken) {{ render(null, token); }}
-    else if (token) {{ load(token); }}
-  }})();
-  </script>
+  <script src="/static/docs/docs.js"></script>
 </body>
 </html>
 """
 
 
 def page(title: str, spec_url: str, needs_token: bool, static: str = "/static/swagger-ui") -> str:
-    """The HTML of an interactive API page."""
+    """The HTML of an interactive API page; its script (static/docs/docs.js) reads what to load from #jd-docs."""
     return PAGE.format(
         title=html.escape(title),
         static=static,
-        # "</" inside an inline script would end it: escape it whatever the URL holds.
-        spec_url=json.dumps(spec_url).replace("</", "<\\/"),
-        needs_token="true" if needs_token else "false",
+        # An attribute, not script text: escaped as such, whatever the URL holds.
+        spec_url=html.escape(spec_url, quote=True),
+        needs_token="1" if needs_token else "0",
         auth_hidden="" if needs_token else "hidden",
     )
 
@@ -134,5 +89,5 @@ class ApiDocsHandler(BaseHandler):
 
     def get(self) -> None:
         """Serve the page; the manager's document is public, calls need the Authorize button."""
-        self.set_header("Content-Type", "text/html; charset=utf-8")
+        set_page_headers(self)
         self.finish(page("jupyter-deploy manager API", "/api/openapi.json", needs_token=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import jupyter_deploy_contract as contract
@@ -14,11 +15,32 @@ ERROR_RESPONSES: dict[str, str] = {
     "401": "No valid bearer token.",
     "403": "The token is for another service or scope.",
     "404": "Unknown service or entrypoint.",
-    "422": "The input does not fit the entrypoint; every missing, unexpected or mistyped field and column is named.",
+    "413": "The body is larger than the manager takes for a call (ManagerApp.max_call_body_size).",
+    "422": "The input does not fit the entrypoint; every missing, unexpected or mistyped field and column is named "
+           "(numbers must be finite: no NaN, Infinity or 1e400).",
     "500": "The function raised; the traceback is in the service log, not here.",
     "502": "The service did not answer.",
     "503": "The service has no running version.",
+    "504": "The service sent no answer within the manager's call timeout (ManagerApp.call_timeout); "
+           "the call may still be running.",
 }
+
+# Swagger UI renders descriptions as Markdown with HTML, so manifest text (docstrings, annotations, dtypes,
+# requirements: whatever the deployer wrote) would become markup in the docs page: an <img> fetching
+# elsewhere, a fake token form. It goes in as text instead.
+_MARKDOWN_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+
+
+def markdown_text(text: str) -> str:
+    """Markdown that reads as ``text`` itself: every ASCII punctuation character escaped, so nothing is markup."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def markdown_block(text: str) -> str:
+    """Markdown that shows ``text`` as written, line by line: an indented code block, inside which nothing is markup."""
+    lines = str(text).expandtabs(4).splitlines() or [""]
+    return "\n".join("    " + line if line.strip() else "" for line in lines)
+
 
 _SCALARS: dict[str, dict[str, Any]] = {kind: {"type": schema} for kind, schema in contract.JSON_SCHEMA_TYPES.items()}
 
@@ -74,7 +96,7 @@ def column_schema(info: dict[str, Any]) -> dict[str, Any]:
     else:
         schema = {}
     if info.get("dtype"):
-        schema["description"] = f"dtype {info['dtype']}"
+        schema["description"] = f"dtype {markdown_text(info['dtype'])}"
     return schema
 
 
@@ -150,7 +172,7 @@ def ndarray_schema(sample: dict[str, Any] | None, features: dict[str, Any] | Non
         schema = {"type": "array", "items": schema, "minItems": size, "maxItems": size}
     schema = {"type": "array", "items": schema}
     if dtype:
-        schema["description"] = f"dtype {dtype}, shape {tuple(shape)}"
+        schema["description"] = markdown_text(f"dtype {dtype}, shape {tuple(shape)}")
     return schema
 
 
@@ -179,7 +201,8 @@ def parameter_schema(param: dict[str, Any], first: bool, sample: dict[str, Any] 
         if kind == "float":
             schema = {"type": "number"}
     if param.get("annotation"):
-        schema["description"] = (schema.get("description", "") + f" (annotation: {param['annotation']})").strip()
+        schema["description"] = (schema.get("description", "")
+                                  + f" (annotation: {markdown_text(param['annotation'])})").strip()
     if "default" in param:
         schema["default"] = param["default"]
     return schema
@@ -230,7 +253,8 @@ def _operation(entrypoint: dict[str, Any], sample: dict[str, Any] | None,
     }
     returns = entrypoint.get("returns")
     result = copy.deepcopy(_RETURNS.get(str(returns), {}))
-    result["description"] = f"The JSON of the return value ({returns})" if returns else "The JSON of the return value"
+    result["description"] = (f"The JSON of the return value ({markdown_text(returns)})" if returns
+                             else "The JSON of the return value")
     doc = entrypoint.get("doc") or ""
     responses: dict[str, Any] = {
         "200": {"description": "The function's answer.", "content": {"application/json": {"schema": result}}}
@@ -243,7 +267,8 @@ def _operation(entrypoint: dict[str, Any], sample: dict[str, Any] | None,
     return {
         "operationId": entrypoint["name"],
         "summary": doc.split("\n", 1)[0] or f"Call {entrypoint['name']}",
-        "description": f"`{entrypoint['name']}{entrypoint.get('signature', '()')}`\n\n{doc}".strip(),
+        # Signature and docstring as preformatted text: docstrings are written for a terminal, not a browser.
+        "description": markdown_block(f"{entrypoint['name']}{entrypoint.get('signature', '()')}\n\n{doc}".rstrip()),
         "requestBody": {
             # The runner reads no body as {}: with every parameter defaulted, none is needed.
             "required": any(p.get("required", True) for p in params),
@@ -282,7 +307,7 @@ def service_document(name: str, version: str, manifest: dict[str, Any], server_u
                 },
                 **{code: {"description": ERROR_RESPONSES[code],
                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-                   for code in ("401", "403", "404", "502", "503")},
+                   for code in ("401", "403", "404", "502", "503", "504")},
             },
         }
     }
@@ -294,7 +319,7 @@ def service_document(name: str, version: str, manifest: dict[str, Any], server_u
             "version": version,
             "description": (
                 f"Deployed with jupyter-deploy {__version__} from a notebook (Python {manifest.get('python')}). "
-                f"Send `Authorization: Bearer <token>`. Requirements: {reqs}"
+                f"Send `Authorization: Bearer <token>`. Requirements: {markdown_text(reqs)}"
                 + (" ..." if len(manifest.get("requirements", [])) > 8 else "")
             ),
         },

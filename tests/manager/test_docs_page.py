@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
+import requests
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
@@ -200,3 +204,111 @@ def test_manager_api_docs_page_keeps_a_fragment_token_across_reloads(browser, ma
         expect(live.locator(".response-col_description .microlight").first).to_contain_text("admin")
         assert not seen.js_errors, seen.js_errors
         seen.assert_only_manager(manager.url)
+
+
+# ---------------------------------------------------------------- docstrings are text, the page is locked down
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Another origin: records every path a page asks it for."""
+
+    seen: list[str]
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on another port (another origin) and the paths it was asked for."""
+    seen: list[str] = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Recorder", (_Recorder,), {"seen": seen}))
+    thread = threading.Thread(target=server.serve_forever, name="elsewhere", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def shout(text: str) -> str:
+    """Replaced per test run: see hostile_doc()."""
+    return text.upper()
+
+
+def hostile_doc(origin: str) -> str:
+    """A docstring a deployer could write to fool the docs page's visitors: markup that fetches and asks for a token."""
+    return (f'Shout the text. <img src="{origin}/pixel.png"> ![x]({origin}/markdown.png) '
+            f'<input id="fake-token" placeholder="paste your token here"><button>Authorize</button> '
+            f'<a href="{origin}/phish">log in again</a>')
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, elsewhere) -> Iterator[Service]:
+    """A service whose docstring holds HTML and Markdown that would fetch from ``elsewhere`` if rendered."""
+    from ..harness import ManagerProcess
+
+    manager = ManagerProcess(tmp_path_factory.mktemp("hostile-docs"), runtime="process").start()
+    try:
+        shout.__doc__ = hostile_doc(elsewhere[0])
+        dep = jupyter_deploy.deploy("shout", [shout], url=manager.url, token=manager.token,
+                                    progress=Progress("test", rich=False, stream=io.StringIO()))
+        assert dep.status == "running", dep.status
+        yield Service(manager, dep.token, dep.version)
+    finally:
+        manager.cleanup()
+
+
+def test_docstring_markup_is_shown_as_text_and_fetches_nothing(browser, hostile, elsewhere):
+    from playwright.sync_api import expect
+
+    origin, fetched = elsewhere
+    manager = hostile.manager
+    with visit(browser, f"{manager.url}/services/shout/docs#token={hostile.token}") as seen:
+        page = seen.page
+        block = operation(page, "/shout")
+        expect(block).to_be_visible()
+        block.locator(".opblock-summary-control").click()
+        description = block.locator(".opblock-description-wrapper").first
+        # The deployer's markup reads as the characters they typed, not as an image, a form or a link.
+        expect(description).to_contain_text(f'<img src="{origin}/pixel.png">')
+        expect(description).to_contain_text('<input id="fake-token" placeholder="paste your token here">')
+        expect(description).to_contain_text(f"![x]({origin}/markdown.png)")
+        screenshot(page, "docs-hostile-docstring.png", down_to=".opblock-description-wrapper >> nth=0")
+        assert description.locator("img, input, button, a, form").count() == 0
+        assert page.locator("#fake-token").count() == 0
+        assert page.locator(f"img[src^='{origin}'], a[href^='{origin}']").count() == 0
+        # The operation still works: Execute calls the service with the example body.
+        block.get_by_role("button", name="Execute").click()
+        live = block.locator(".live-responses-table .response")
+        expect(live.locator(".response-col_status")).to_have_text("200")
+        expect(live.locator(".response-col_description .microlight").first).to_have_text('"TEXT"')
+        assert not seen.js_errors, seen.js_errors
+        assert not seen.console_errors, seen.console_errors
+        seen.assert_only_manager(manager.url)
+    assert fetched == [], f"the page fetched {fetched} from another origin"
+
+
+def test_docs_pages_send_the_dashboards_security_headers(hostile):
+    from jupyter_deploy_manager.pages import CONTENT_SECURITY_POLICY
+
+    manager = hostile.manager
+    for path in ("/services/shout/docs", f"/services/shout/versions/{hostile.version}/docs", "/api/docs", "/"):
+        resp = requests.get(f"{manager.url}{path}", timeout=30)
+        assert resp.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, path
+        assert "script-src 'self';" in CONTENT_SECURITY_POLICY and "img-src 'self' data:;" in CONTENT_SECURITY_POLICY
+        assert resp.headers["X-Frame-Options"] == "DENY", path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+        assert resp.headers["Referrer-Policy"] == "no-referrer", path
+        # Nothing inline for the policy to refuse: the page's script and style are files of the manager.
+        assert "<script>" not in resp.text and "<style>" not in resp.text, path
+    for asset in ("/static/docs/docs.js", "/static/docs/docs.css", "/static/swagger-ui/swagger-ui-bundle.js"):
+        resp = requests.get(f"{manager.url}{asset}", timeout=30)
+        assert resp.status_code == 200 and resp.headers["X-Content-Type-Options"] == "nosniff", asset
