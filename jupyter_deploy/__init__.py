@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["deploy", "connect", "login", "logout", "panel", "Deployment", "DeployError", "load_ipython_extension"]
+__all__ = ["deploy", "connect", "login", "logout", "panel", "set_secret", "Deployment", "DeployError",
+           "load_ipython_extension"]
 
 if TYPE_CHECKING:
-    from .client import login
+    from .client import login, set_secret
     from .deployment import Deployment, deploy
     from .errors import DeployError
     from .panel import panel
@@ -21,6 +22,7 @@ _LAZY = {
     "Deployment": ("deployment", "Deployment"),
     "connect": ("remote", "connect"),
     "login": ("client", "login"),
+    "set_secret": ("client", "set_secret"),
     "DeployError": ("errors", "DeployError"),
     "panel": ("panel", "panel"),
 }

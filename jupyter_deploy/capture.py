@@ -10,7 +10,14 @@ from typing import Any, Callable, Iterable, Mapping, Union
 
 import cloudpickle
 
-from jupyter_deploy_contract import SERVICE_NAME_RULE, VERSION_RULE, is_service_name, is_version
+from jupyter_deploy_contract import (
+    SERVICE_NAME_RULE,
+    VERSION_RULE,
+    ContractError,
+    check_environment,
+    is_service_name,
+    is_version,
+)
 
 from .bundle import Bundle, pack
 from .errors import CaptureError
@@ -31,10 +38,14 @@ def capture(
     sample: Any = None,
     requirements: list[str] | None = None,
     monitor: bool | Iterable[str] = False,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[str] | None = None,
 ) -> Bundle:
     """Validate ``functions``, pickle them with what they reach, and pack a bundle.
 
     ``monitor`` (True for all, or entrypoint names) marks entrypoints whose calls the manager keeps.
+    ``env`` (plain variables) and ``secrets`` (names of the manager's secrets) become the service's
+    environment when it starts; only names travel in the bundle, never a secret's value.
     """
     # The manager's rules, checked here too so a bad name fails before anything is pickled or uploaded.
     if not is_service_name(name):
@@ -44,6 +55,7 @@ def capture(
             raise CaptureError(f"version {version!r} is invalid: use {VERSION_RULE}")
     if isinstance(requirements, str):
         requirements = [requirements]
+    environment = _environment(env, secrets)
 
     named = _named_functions(functions)
     entrypoints = [describe(entry_name, fn) for entry_name, fn in named.items()]
@@ -69,7 +81,28 @@ def capture(
     }
     if features is not None:
         manifest["features"] = features
+    manifest.update(environment)
     return pack(manifest, payload)
+
+
+def _environment(env: Mapping[str, str] | None, secrets: Iterable[str] | None) -> dict[str, Any]:
+    """The manifest's ``env`` and ``secrets`` fields, checked with the manager's rules before anything uploads."""
+    if isinstance(secrets, str):
+        secrets = [secrets]
+    if env is not None and not isinstance(env, Mapping):
+        raise CaptureError(f"env must be a dict of variable name -> string value, not {type(env).__name__}")
+    plain = dict(env or {})
+    names = list(secrets or [])
+    try:
+        check_environment(plain, names)
+    except ContractError as exc:
+        raise CaptureError(str(exc).replace("manifest.json: ", "")) from None
+    out: dict[str, Any] = {}
+    if plain:
+        out["env"] = dict(plain)
+    if names:
+        out["secrets"] = names
+    return out
 
 
 def _monitored(monitor: bool | Iterable[str], named: Mapping[str, Any]) -> set[str]:

@@ -1,4 +1,4 @@
-"""The ``jupyter-deploy`` command: login, deploy a folder, ls, logs, rm, token, versions and users against a manager."""
+"""The ``jupyter-deploy`` command: login, deploy a folder, ls, logs, rm, token, versions, secrets and users."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy a service folder (service.py, requirements.txt) as NAME VERSION."""
-    from .deployment import deploy_bundle, reporting
+    from .deployment import deploy_bundle, parse_env, reporting
     from .folder import bundle_folder
     from .progress import Progress
 
@@ -105,7 +105,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     try:
         with reporting(progress):
             progress.phase("capture", f"collecting the entrypoints of {args.path}")
-            bundle = bundle_folder(args.path, args.name, args.version)
+            bundle = bundle_folder(args.path, args.name, args.version, env=parse_env(args.env, "--env"),
+                                   secrets=args.secret)
         deployment = deploy_bundle(bundle, client=client, progress=progress)
     except DeployError:
         if progress.failed is None:
@@ -118,7 +119,51 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     for entry in deployment.entrypoints:
         print(f"  POST {deployment.endpoint(entry['name'])}")
     print(f"  docs:  {deployment.url}/docs")
+    for line in deployment.smoke_lines():
+        print(f"  smoke test: {line}")
     print(f"  token: {deployment.token}")
+    return 0
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    """Set a secret from standard input (piped) or a prompt; never from the command line."""
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"Value of secret {args.name} (not shown): ")
+    else:
+        value = sys.stdin.read()
+        # One trailing newline is the pipe's (echo, a file), not the secret's.
+        value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
+    if not value:
+        print("jupyter-deploy: the value is empty; nothing set", file=sys.stderr)
+        return 1
+    answer = _client(args).set_secret(args.name, value)
+    print(f"Secret {args.name} {'changed' if answer.get('replaced') else 'set'}.")
+    for moved in answer.get("restarted") or []:
+        print(f"  restarted {moved['service']} {moved['version']} with it (no call failed)")
+    for failed in answer.get("failed") or []:
+        print(f"  {failed['service']} {failed['version']} kept its old runner: {failed.get('error')}", file=sys.stderr)
+    return 1 if answer.get("failed") else 0
+
+
+def cmd_secret_ls(args: argparse.Namespace) -> int:
+    """List secrets: names, when they changed, who uses them (never values)."""
+    secrets = _client(args).secrets()
+    if not secrets:
+        print("No secrets set.")
+        return 0
+    rows = [[s["name"], s.get("updated") or "-", s.get("updated_by") or "-", ", ".join(s.get("used_by") or []) or "-"]
+            for s in secrets]
+    print(_table(rows, ["NAME", "UPDATED", "BY", "USED BY"]))
+    return 0
+
+
+def cmd_secret_rm(args: argparse.Namespace) -> int:
+    """Remove a secret."""
+    answer = _client(args).delete_secret(args.name, force=args.force)
+    users = answer.get("used_by") or []
+    print(f"Removed secret {args.name}." + (f" {', '.join(users)} cannot start until it is set again." if users else ""))
     return 0
 
 
@@ -223,7 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("path", metavar="PATH", help="the folder holding service.py")
+    p.add_argument("--secret", action="append", default=None, metavar="NAME",
+                   help="a secret set on the manager, given to the service as the variable NAME (repeatable)")
+    p.add_argument("--env", "-e", action="append", default=None, metavar="KEY=VALUE",
+                   help="a plain environment variable of the service (repeatable); never for secret values")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("secret", help="manage the secrets services get as environment variables")
+    secrets = p.add_subparsers(dest="secret_command", metavar="SECRET_COMMAND")
+    secrets.required = True
+    q = secrets.add_parser("set", parents=[common], help="set a secret: the value from standard input or a prompt")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(func=cmd_secret_set)
+    q = secrets.add_parser("ls", parents=[common], help="list secrets (names only)")
+    q.set_defaults(func=cmd_secret_ls)
+    q = secrets.add_parser("rm", parents=[common], help="remove a secret")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--force", action="store_true", help="remove it even while versions use it")
+    q.set_defaults(func=cmd_secret_rm)
 
     p = sub.add_parser("assign", parents=[common], help="make VERSION the main version of NAME")
     p.add_argument("name", metavar="NAME")

@@ -224,6 +224,19 @@ class ManagerClient:
         """Revoke a token by id."""
         self.request("DELETE", f"/api/tokens/{token_id}")
 
+    # secrets
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        """Set a secret (encrypted by the manager); running versions using it restart with the new value."""
+        return self.request("PUT", f"/api/secrets/{quote(name, safe='')}", json={"value": value}, timeout=900).json()
+
+    def secrets(self) -> list[dict[str, Any]]:
+        """Every secret's name, times and the versions that use it (never a value)."""
+        return self.request("GET", "/api/secrets").json()["secrets"]
+
+    def delete_secret(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Remove a secret; ``force`` even while versions use it."""
+        return self.request("DELETE", f"/api/secrets/{quote(name, safe='')}", params={"force": int(force)}).json()
+
     # users
     def users(self) -> list[dict[str, Any]]:
         """Every user with role and creation time (admins only)."""
@@ -264,3 +277,16 @@ def login(url: str, username: str = "admin", password: str | None = None) -> dic
         client.close()
     path = config.save(client.url, answer["token"], username)
     return {"url": client.url, "username": username, "scope": answer.get("scope"), "config": str(path)}
+
+
+def set_secret(name: str, value: str | None = None, url: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """Set a secret on the manager (asking for the value, unechoed, when none is given); never print its value."""
+    if value is None:
+        import getpass
+
+        value = getpass.getpass(f"Value of secret {name} (not shown): ")
+    client = ManagerClient(url, token)
+    try:
+        return client.set_secret(name, value)
+    finally:
+        client.close()

@@ -111,6 +111,45 @@ class BuildFailed(DeployError):
     """A deploy did not reach a running, healthy version."""
 
 
+class SmokeTestFailed(BuildFailed):
+    """An entrypoint failed on the deploy's sample before the version took any traffic; main is unchanged.
+
+    ``entrypoint`` is the runner's account of the failing call: ``kind`` (raised, invalid-input,
+    unserialisable), ``error`` and, when it raised, ``frames`` of the user's code and ``traceback``.
+    """
+
+    def __init__(self, message: str, *, entrypoint: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.entrypoint = entrypoint or {}
+
+    @property
+    def traceback(self) -> str:
+        """The function's traceback on the sample (frames of the user's code), with the notebook's source lines."""
+        frames = self.entrypoint.get("frames")
+        if not frames:
+            return str(self.entrypoint.get("traceback") or "")
+        import linecache
+
+        lines = ["Traceback (most recent call last):"]
+        for frame in frames:
+            lines.append(f'  File "{frame.get("file")}", line {frame.get("line")}, in {frame.get("function")}')
+            # The service has no copy of a notebook cell's text; this kernel (or the folder on disk) does.
+            code = frame.get("code") or linecache.getline(str(frame.get("file")), int(frame.get("line") or 0)).strip()
+            if code:
+                lines.append(f"    {code}")
+        lines.append(str(self.entrypoint.get("error") or ""))
+        return "\n".join(lines)
+
+    def _render_traceback_(self) -> list[str]:
+        name = self.entrypoint.get("entrypoint") or "an entrypoint"
+        lines = [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self.message}"]
+        if self.traceback:
+            lines.append(f"{name} on the deploy's sample, in the service (the new version is marked failed; "
+                         "the main version keeps serving):")
+            lines.extend(self.traceback.splitlines())
+        return lines
+
+
 _BY_STATUS: dict[int, type[DeployError]] = {
     400: BadRequest,
     401: Unauthorized,

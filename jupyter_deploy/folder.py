@@ -22,8 +22,12 @@ SERVICE_FILE = "service.py"
 REQUIREMENTS_FILE = "requirements.txt"
 
 
-def bundle_folder(path: str | os.PathLike[str], name: str, version: str | None = None) -> Bundle:
-    """Load ``PATH/service.py``, collect its entrypoints, and capture them with ``PATH/requirements.txt``."""
+def bundle_folder(path: str | os.PathLike[str], name: str, version: str | None = None, *,
+                  env: dict[str, str] | None = None, secrets: list[str] | None = None) -> Bundle:
+    """Load ``PATH/service.py``, collect its entrypoints, and capture them with ``PATH/requirements.txt``.
+
+    ``env`` and ``secrets`` (names of the manager's secrets) become the service's environment at start.
+    """
     from .capture import capture
 
     folder = Path(path).expanduser().resolve()
@@ -50,7 +54,8 @@ def bundle_folder(path: str | os.PathLike[str], name: str, version: str | None =
         # Captured while the folder's modules are still imported, so capture sees they are
         # local files and pickles them by value: the service gets no copy of the folder.
         monitored = [entry_name for entry_name, entry in entries.items() if entry.monitor]
-        return capture(functions, name=name, version=version, requirements=requirements, monitor=monitored)
+        return capture(functions, name=name, version=version, requirements=requirements, monitor=monitored,
+                       env=env, secrets=secrets)
 
 
 def _check_sdk_unused(entry_name: str, function: Any, folder: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .deployment import parse_env
 from .errors import CaptureError
 
 
@@ -33,6 +34,10 @@ class DeployMagics(Magics):
     @argument("--requirements", "-r", nargs="+", default=None, help="extra or overriding requirements")
     @argument("--monitor", "-m", nargs="*", default=None,
               help="keep the calls of these entrypoints (all of them when no name is given)")
+    @argument("--secret", action="append", default=None, metavar="NAME",
+              help="a secret set on the manager, given to the service as the variable NAME (repeatable)")
+    @argument("--env", "-e", action="append", default=None, metavar="KEY=VALUE",
+              help="a plain environment variable of the service (repeatable); never for secret values")
     @argument("--url", default=None, help="manager URL (default: the stored login)")
     @cell_magic
     def deploy(self, line: str, cell: str) -> Any:
@@ -59,5 +64,7 @@ class DeployMagics(Magics):
             sample=sample,
             requirements=requirements,
             monitor=True if args.monitor == [] else (args.monitor or False),
+            secrets=args.secret,
+            env=parse_env(args.env, "%%deploy --env"),
             url=args.url,
         )

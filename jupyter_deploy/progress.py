@@ -7,8 +7,9 @@ import sys
 import time
 from typing import Any
 
-PHASES = ("capture", "upload", "build", "start", "health")
-PHASE_TITLES = {"capture": "capture", "upload": "upload", "build": "build", "start": "start", "health": "health check"}
+PHASES = ("capture", "upload", "build", "start", "health", "smoke")
+PHASE_TITLES = {"capture": "capture", "upload": "upload", "build": "build", "start": "start", "health": "health check",
+                "smoke": "smoke test"}
 LOG_LINES = 15
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import io
+import marshal
 import os
 import pickle
 import site
@@ -77,6 +79,16 @@ def _is_ipython_shell(obj: Any) -> bool:
     return isinstance(shell_class, type) and isinstance(obj, shell_class)
 
 
+def _code_keeping_filename(code: types.CodeType) -> tuple[Any, tuple[Any, ...]]:
+    """Reduce a code object whole, its file name included (cloudpickle puts ``<dynamic-code>`` there).
+
+    The service's tracebacks then name the notebook cell or the service.py the function came from, and
+    the notebook shows the source line from its own copy. marshal is exact within one Python X.Y, which
+    the runner checks before it unpickles.
+    """
+    return marshal.loads, (marshal.dumps(code),)
+
+
 class TracingPickler(cloudpickle.Pickler):
     """A cloudpickle pickler that records the module of every object it meets.
 
@@ -84,6 +96,8 @@ class TracingPickler(cloudpickle.Pickler):
     pickled by value before the first of their objects is reduced, so the
     service does not need those files.
     """
+
+    dispatch_table = collections.ChainMap({types.CodeType: _code_keeping_filename}, cloudpickle.Pickler.dispatch_table)
 
     def __init__(self, file: typing.BinaryIO, entrypoints: Mapping[str, Any] | None = None):
         super().__init__(file, protocol=5)

@@ -46,6 +46,9 @@ REQUIRED_FIELDS = ("name", "python", "cloudpickle", "entrypoints", "requirements
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 """Largest manifest accepted: samples are a few rows, so anything bigger is no manifest."""
 
+COPY_CHUNK = 1024 * 1024
+"""Bytes read at a time when a payload is copied out of a bundle: extraction never holds it whole."""
+
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects accepted in a manifest."""
 
@@ -87,6 +90,86 @@ def is_version(version: object) -> bool:
 def anchored(pattern: str) -> str:
     """A pattern anchored for JSON Schema, whose ``$`` (ECMA-262) matches only at the very end."""
     return f"^{pattern}$"
+
+
+# ---------------------------------------------------------------- a service's environment
+
+ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+"""Names of environment variables a service gets (``env``) and of secrets (``secrets``, injected by name)."""
+
+ENV_NAME_RULE = "1-128 letters, digits and '_', not starting with a digit"
+
+RESERVED_ENV = ("PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "TZ")
+"""Variables the runtime sets for the runner; a deploy may not replace them."""
+
+RESERVED_ENV_PREFIXES = ("JUPYTER_DEPLOY_", "PYTHON", "LD_", "LC_")
+"""Prefixes of variables that steer the runner or its interpreter; a deploy may not set them."""
+
+MAX_ENV_VALUE = 32 * 1024
+"""Longest value of one ``env`` variable or secret, in characters."""
+
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
+
+
+def env_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a service's environment variable or secret, or None when it can."""
+    if not isinstance(name, str) or _ENV_NAME.fullmatch(name) is None:
+        return f"{name!r} is no variable name: use {ENV_NAME_RULE}"
+    if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+        return (f"{name} is set by the runtime itself (reserved: {', '.join(RESERVED_ENV)} and names starting "
+                f"{', '.join(RESERVED_ENV_PREFIXES)})")
+    return None
+
+
+def env_value_problem(name: str, value: object) -> str | None:
+    """Why ``value`` cannot be the value of variable ``name`` (the text is never quoted), or None."""
+    if not isinstance(value, str):
+        return f"the value of {name} must be a string, not {type(value).__name__}"
+    if "\0" in value:
+        return f"the value of {name} holds a NUL character, which no environment variable can"
+    if len(value) > MAX_ENV_VALUE:
+        return f"the value of {name} is {len(value)} characters, over the limit of {MAX_ENV_VALUE}"
+    return None
+
+
+def check_environment(env: object, secrets: object) -> None:
+    """A manifest's ``env`` (name -> value) and ``secrets`` (names) follow the rules; ContractError if not."""
+    if env is not None:
+        if not isinstance(env, dict):
+            raise ContractError("manifest.json: 'env' must be an object of variable name -> string value")
+        for key, value in env.items():
+            problem = env_name_problem(key) or env_value_problem(key, value)
+            if problem:
+                raise ContractError(f"manifest.json: env: {problem}")
+    if secrets is not None:
+        if not isinstance(secrets, list):
+            raise ContractError("manifest.json: 'secrets' must be a list of secret names")
+        for key in secrets:
+            problem = env_name_problem(key)
+            if problem:
+                raise ContractError(f"manifest.json: secrets: {problem}")
+        if len(set(secrets)) != len(secrets):
+            raise ContractError("manifest.json: 'secrets' names a secret twice")
+        both = sorted(set(secrets) & set(env or {}))
+        if both:
+            raise ContractError(f"manifest.json: {', '.join(both)} is both a secret and a plain env variable")
+
+
+# ---------------------------------------------------------------- what only the manager asks a runner
+
+CONTROL_KEY_ENV = "JUPYTER_DEPLOY_CONTROL_SHA256"
+"""The runner's environment variable holding the sha256 (hex) of the key of its control routes."""
+
+CONTROL_HEADER = "X-Jupyter-Deploy-Control"
+"""Request header carrying that key; a control route answers 404 without the right one."""
+
+SMOKE_PATH = "/-/smoke/"
+"""``POST {runner}/-/smoke/<entrypoint>``: call the entrypoint on the manifest's sample and answer what happened
+(its value, or its exception with the frames of the user's code); never proxied to callers."""
+
+SECRETS_FILE_ENV = "JUPYTER_DEPLOY_SECRETS_FILE"
+"""The runner's environment variable naming a JSON file of variables to set before the payload loads (how the
+docker runtime hands over secret values without putting them in the container's configuration)."""
 
 
 # ---------------------------------------------------------------- parameter types
@@ -272,6 +355,7 @@ def check_manifest(manifest: dict[str, Any]) -> None:
     for key in ("sample", "features"):
         if manifest.get(key) is not None and not isinstance(manifest[key], dict):
             raise ContractError(f"manifest.json: {key!r} must be an object or null")
+    check_environment(manifest.get("env"), manifest.get("secrets"))
     payload = manifest["payload"]
     if not isinstance(payload, dict) or not isinstance(payload.get("sha256"), str):
         raise ContractError("manifest.json: 'payload' must be an object with a 'sha256' string")
@@ -374,10 +458,52 @@ def read_manifest(source: Source) -> dict[str, Any]:
         return parse_manifest(_read_member(tar, members[MANIFEST]))
 
 
+def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> str:
+    """Copy one member to ``dest`` in chunks; return its sha256. ContractError when the tar ends inside it."""
+    digest = hashlib.sha256()
+    copied = 0
+    try:
+        source = tar.extractfile(member)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ContractError(f"bundle is cut short inside {member.name!r}: {exc}") from exc
+    with open(dest, "wb") as out:
+        while True:
+            try:
+                chunk = source.read(COPY_CHUNK) if source is not None else b""
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise ContractError(f"bundle is cut short inside {member.name!r}: {exc}") from exc
+            if not chunk:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+            copied += len(chunk)
+    if copied != member.size:
+        raise ContractError(f"bundle is cut short inside {member.name!r}: {copied} of {member.size} bytes")
+    return digest.hexdigest()
+
+
 def extract(source: Source, dest: str | os.PathLike[str]) -> dict[str, Any]:
-    """Unpack a bundle's two files into ``dest`` after checking it; return the manifest."""
-    manifest, manifest_raw, payload = read_bundle(source)
-    write_extracted(dest, manifest_raw, payload)
+    """Unpack a bundle's two files into ``dest`` after checking it; return the manifest.
+
+    The payload is copied in chunks while its checksum is computed, so a bundle of any size (a path, for a
+    large one) takes little memory; when the bundle is refused, neither file is left in ``dest``.
+    """
+    target = Path(dest)
+    with _open(source) as tar:
+        members = _members(tar)
+        manifest_raw = _read_member(tar, members[MANIFEST])
+        manifest = parse_manifest(manifest_raw)
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / f".{PAYLOAD}.partial"
+        try:
+            actual = _copy_member(tar, members[PAYLOAD], partial)
+            expected = manifest["payload"].get("sha256")
+            if expected != actual:
+                raise ContractError(f"payload checksum mismatch: manifest says {expected}, payload is {actual}")
+            (target / MANIFEST).write_bytes(manifest_raw)
+            os.replace(partial, target / PAYLOAD)
+        finally:
+            partial.unlink(missing_ok=True)
     return manifest
 
 

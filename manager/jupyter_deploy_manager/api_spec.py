@@ -451,6 +451,70 @@ def _user_routes() -> dict[str, Any]:
     }
 
 
+def _secret_routes() -> dict[str, Any]:
+    """``/api/secrets...``: names and times for viewers; deployers set and remove them; values never come back."""
+    secret = _path_param("secret", {"type": "string", "pattern": contract.anchored(contract.ENV_NAME_PATTERN)},
+                         "The secret: also the name of the environment variable it becomes in the services using it.")
+    listed = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "created": {"type": ["string", "null"], "format": "date-time"},
+            "updated": {"type": ["string", "null"], "format": "date-time"},
+            "updated_by": {"type": ["string", "null"]},
+            "used_by": {"type": "array", "items": {"type": "string"}, "description": "\"service version\" each."},
+        },
+        "required": ["name", "used_by"],
+    }
+    moved = {"type": "array", "items": {"type": "object", "properties": {
+        "service": {"type": "string"}, "version": {"type": "string"}, "error": {"type": "string"}}}}
+    return {
+        "/api/secrets": {"get": _op(
+            "listSecrets", "Secrets: names, times and the versions using them (never a value)",
+            ("200", "Every secret.", _json({
+                "type": "object",
+                "properties": {"secrets": {"type": "array", "items": listed}},
+                "required": ["secrets"],
+            })),
+            ["401", "403"], tag="secrets",
+        )},
+        "/api/secrets/{secret}": {
+            "put": _op(
+                "setSecret", "Set a secret, encrypted at rest; running versions using it restart with it",
+                ("200", "Set. Each running version that uses it moved to a runner started with the new value "
+                 "(started beside the old one, which stopped after its calls: no call fails).", _json({
+                     "type": "object",
+                     "properties": {"name": {"type": "string"}, "replaced": {"type": "boolean"},
+                                    "restarted": moved, "failed": moved},
+                     "required": ["name", "replaced", "restarted", "failed"],
+                 })),
+                ["400", "401", "403", "422"], tag="secrets",
+                description="The value is never answered, logged or kept in the clear. 422: a bad name "
+                "(reserved ones included), or a value that is empty, not a string, or too long.",
+                parameters=[secret],
+                body={"required": True, "content": _json({
+                    "type": "object", "properties": {"value": {"type": "string", "minLength": 1}},
+                    "required": ["value"],
+                })},
+            ),
+            "delete": _op(
+                "deleteSecret", "Remove a secret",
+                ("200", "Removed.", _json({
+                    "type": "object",
+                    "properties": {"deleted": {"type": "string"}, "used_by": {"type": "array",
+                                                                             "items": {"type": "string"}}},
+                    "required": ["deleted"],
+                })),
+                ["400", "401", "403", "404", "409", "422"], tag="secrets",
+                description="409: versions use it; with force=1 it goes anyway, and they cannot start again "
+                "until it is set.",
+                parameters=[secret, _query("force", {"type": "string", "enum": ["0", "1", "true", "false"]},
+                                           "Remove it even while versions use it.")],
+            ),
+        },
+    }
+
+
 def manager_document(server_url: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the manager's REST API."""
     name = _path_param("name", _NAME, "The service.")
@@ -684,6 +748,7 @@ def manager_document(server_url: str) -> dict[str, Any]:
             parameters=[_path_param("token_id", {"type": "string", "minLength": 1}, "The token's id.")],
         )},
         **_user_routes(),
+        **_secret_routes(),
         "/api/openapi.json": {"get": _op(
             "managerDocument", "This document", ("200", "OpenAPI 3.1.", _json({"type": "object"})), [],
             tag="docs", public=True,
@@ -720,6 +785,8 @@ def manager_document(server_url: str) -> dict[str, Any]:
              "their own password."},
             {"name": "services", "description": "Services, their logs, and calling them."},
             {"name": "deploy", "description": "Uploading bundles and following builds."},
+            {"name": "secrets", "description": "Secrets services get as environment variables; values go in, "
+             "never out."},
             {"name": "docs", "description": "API documents and pages."},
         ],
         "paths": paths,

@@ -6,18 +6,31 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 from .auth import Auth
 from .errors import ApiError
 from .lifecycle import Lifecycle
-from .pipeline import DeployTask, Pipeline
+from .pipeline import BundleUpload, DeployTask, Pipeline
 from .routing import Route, Routing
 from .runtimes.base import Runtime, VersionSpec
 from .store import Store, VersionRecord
+from .vault import Vault, redact
 
 DEFAULT_HEALTH_TIMEOUT = 180.0
 """Seconds a new version has to answer its health check (``ManagerApp.health_timeout`` sets it)."""
 DEFAULT_MONITOR_KEEP = 10_000
 """Monitored calls kept per service (``ManagerApp.monitor_keep`` sets it)."""
+DEFAULT_MONITOR_BODY_LIMIT = 64 * 1024
+"""Bytes of a monitored call's request and of its answer that are stored (``ManagerApp.monitor_body_limit``)."""
+
+
+def clip(data: bytes, limit: int) -> str:
+    """``data`` as text, cut to ``limit`` bytes with a note saying how much was left out."""
+    if len(data) <= limit:
+        return data.decode(errors="replace")
+    return (data[:limit].decode(errors="replace")
+            + f"... [{len(data) - limit} more bytes not stored: ManagerApp.monitor_body_limit is {limit}]")
 
 
 class DeploymentService:
@@ -33,28 +46,38 @@ class DeploymentService:
         data_dir: Path,
         max_bundle_size: int,
         health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        vault: Vault | None = None,
     ):
         self.store = store
         self.auth = auth
         self.runtime = runtime
         self.monitor_keep = DEFAULT_MONITOR_KEEP
+        self.monitor_body_limit = DEFAULT_MONITOR_BODY_LIMIT
         self.routing = Routing()
         self.pipeline = Pipeline(store, auth, runtime, Path(data_dir), max_bundle_size, health_timeout)
         self.lifecycle = Lifecycle(store, auth, runtime, self.routing, self.pipeline, self.describe)
+        # Without a key from the app (embedded use), one for this process: its secrets last as long.
+        self.vault = vault if vault is not None else Vault(store, Fernet.generate_key())
+        self.pipeline.vault = self.vault
 
     # -- what handlers call to change things (each serialized per service by the lifecycle) ----
 
     async def submit(
-        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True,
+        self, name: str, upload: BundleUpload, sha256: str | None, username: str, make_main: bool = True,
         direct_urls: bool = False,
     ) -> dict[str, Any]:
-        """Accept an uploaded bundle, start building it, return the new version and an invoke token.
+        """Accept a received bundle (``receive``), start building it, return the new version and an invoke token.
 
         With ``make_main`` False the new version runs at its own path and main stays as it is
         (the first version of a service is main whatever is asked). ``direct_urls`` allows
         requirements fetched from a URL rather than the package index (admins only).
         """
-        return await self.lifecycle.submit(name, data, sha256, username, make_main, direct_urls)
+        return await self.lifecycle.submit(name, upload, sha256, username, make_main, direct_urls)
+
+    def receive(self, name: str, sha256: str | None) -> BundleUpload:
+        """Where an upload's body goes as it arrives; refused (422, 400) before it when the name or checksum is bad."""
+        self.pipeline.check_upload(name, sha256)
+        return self.pipeline.receive()
 
     async def promote(self, name: str, version: str) -> dict[str, Any]:
         """Make a version main once it is healthy."""
@@ -95,6 +118,36 @@ class DeploymentService:
     async def reconcile(self) -> None:
         """Bring the runtime in line with the store after a (re)start of the manager."""
         await self.lifecycle.reconcile()
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        """Every secret's name, times and the versions that use it; never a value."""
+        out = []
+        for info in self.vault.names():
+            users = self.lifecycle.using(str(info["name"]))
+            out.append(dict(info, used_by=[f"{r.service} {r.version}" for r in users]))
+        return out
+
+    async def set_secret(self, name: str, value: object, username: str) -> dict[str, Any]:
+        """Keep a secret (encrypted); running versions that use it move to runners started with the new value."""
+        replaced = self.vault.set(name, value, username)
+        self.store.add_event("secret", f"secret {name} {'changed' if replaced else 'set'} by {username}", None, None)
+        rotated = await self.lifecycle.rotate(name)
+        return {"name": name, "replaced": replaced, **rotated}
+
+    def delete_secret(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Forget a secret; 409 while a stored version names it, unless ``force`` (such versions then cannot start)."""
+        self.vault.check_name(name)
+        if not self.vault.has(name):
+            raise ApiError(404, f"no secret named {name!r}", "unknown-secret")
+        users = [f"{r.service} {r.version}" for r in self.lifecycle.using(name)]
+        if users and not force:
+            raise ApiError(409, f"secret {name} is used by {', '.join(users)}: delete those versions first, or "
+                                "remove it anyway with force (they then cannot start)", "in-use")
+        self.vault.delete(name)
+        self.store.add_event("secret", f"secret {name} removed", None, None)
+        return {"deleted": name, "used_by": users}
 
     def spawn(self, coro: Any) -> asyncio.Task:
         """Background work that ends with the manager."""
@@ -185,7 +238,10 @@ class DeploymentService:
     def logs(self, name: str, version: str | None, tail: int) -> str:
         """Log tail of a version (main by default)."""
         _, record = self.version_record(name, version)
-        return self.runtime.logs(self.spec(record), tail)
+        text = self.runtime.logs(self.spec(record), tail)
+        names = record.manifest.get("secrets") or []
+        # A function that prints its secret must not hand it to every reader of the log.
+        return redact(text, [self.vault.value(n) for n in names if self.vault.has(n)]) if names else text
 
     async def usage(self, name: str) -> dict[str, dict[str, float] | None]:
         """Memory and CPU time of each running version of a service."""
@@ -199,8 +255,8 @@ class DeploymentService:
     def record_call(
         self, name: str, version: str, entrypoint: str, status: int, latency_ms: float, request: bytes, response: bytes
     ) -> None:
-        """Keep a monitored call's request and answer."""
+        """Keep a monitored call's request and answer (each cut to ``monitor_body_limit`` bytes)."""
         self.store.add_prediction(
             name, version, entrypoint, status, latency_ms,
-            request.decode(errors="replace"), response.decode(errors="replace"), self.monitor_keep,
+            clip(request, self.monitor_body_limit), clip(response, self.monitor_body_limit), self.monitor_keep,
         )

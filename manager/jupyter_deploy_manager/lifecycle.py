@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,15 +19,15 @@ from typing import Any
 
 from .auth import Auth
 from .errors import ApiError
-from .pipeline import DeployFailed, DeployTask, Pipeline
+from .pipeline import BundleUpload, DeployFailed, DeployTask, Pipeline
 from .routing import Route, Routing, Traffic
 from .runtimes.base import Endpoint, Runtime, VersionSpec
 from .store import Store, VersionRecord
 
 log = logging.getLogger("jupyter_deploy_manager")
 
-RETIRE_GRACE = 2.0
-"""Seconds a version that left main keeps its runner for calls already forwarded to it."""
+DRAIN_GRACE = 60.0
+"""Seconds calls in flight to a version leaving service get to finish before it stops (``ManagerApp.drain_grace``)."""
 
 NOT_READY = ("building", "starting")
 """Statuses of a version whose deploy is still under way: no lifecycle operation but delete applies."""
@@ -78,7 +79,7 @@ class Lifecycle:
         self.routing = routing
         self.pipeline = pipeline
         self.locks = ServiceLocks()
-        self.retire_grace = RETIRE_GRACE
+        self.drain_grace = DRAIN_GRACE
         # The API's view of a service, taken before the lock is released so it shows this operation's result.
         self._view = view
         self._background: set[asyncio.Task] = set()
@@ -146,8 +147,11 @@ class Lifecycle:
         self._drop_from_traffic(name, version)
 
     async def _run(self, record: VersionRecord) -> Endpoint:
-        """Start a version (if needed), wait until it is healthy, then route to it."""
-        endpoint = await self.pipeline.start_healthy(self._spec(record))
+        """Start a version (if needed), wait until it is healthy, then route to it.
+
+        A version that failed (its smoke test, say) must pass the smoke test before it takes any traffic.
+        """
+        endpoint = await self.pipeline.start_healthy(self._spec(record), smoke=record.status == "failed")
         self._mark_running(record, endpoint)
         return endpoint
 
@@ -160,14 +164,16 @@ class Lifecycle:
     # -- deploy ----------------------------------------------------------------------------
 
     async def submit(
-        self, name: str, data: bytes, sha256: str | None, username: str, make_main: bool = True,
+        self, name: str, upload: BundleUpload, sha256: str | None, username: str, make_main: bool = True,
         direct_urls: bool = False,
     ) -> dict[str, Any]:
-        """Accept an uploaded bundle, start building it, return the new version and an invoke token."""
-        manifest, checksum = self.pipeline.check_bundle(name, data, sha256, direct_urls)
+        """Accept a received bundle, start building it, return the new version and an invoke token."""
+        # Reading, checking and unpacking a bundle of hundreds of MB takes seconds: never on the event loop.
+        manifest, checksum = await asyncio.get_running_loop().run_in_executor(
+            self.pipeline.upload_threads, self.pipeline.check_bundle, name, upload, sha256, direct_urls)
         # Under the lock, so a delete of the service in progress finishes before the version is recorded.
         async with self.locks.hold(name):
-            task, info = self.pipeline.register(name, data, manifest, checksum, username, make_main)
+            task, info = self.pipeline.register(name, upload, manifest, checksum, username, make_main)
         self.spawn(self._deploy(task))
         return info
 
@@ -211,7 +217,8 @@ class Lifecycle:
         self.store.add_event(kind, failure.message, task.service, task.version)
         if failure.phase != "build":
             await self._stop_runtime(spec)
-        task.finish("failed", "error", f"{failure.phase} failed: {failure.message}")
+        what = "the smoke test" if failure.phase == "smoke" else failure.phase
+        task.finish("failed", "error", f"{what} failed: {failure.message}", failed_in=failure.phase)
 
     async def _deploy_done(self, task: DeployTask, spec: VersionSpec, endpoint: Endpoint) -> None:
         """The final step of a deploy: route to the healthy version and make it main unless asked not to."""
@@ -279,25 +286,50 @@ class Lifecycle:
         """Stop a version that left main and previous main; its image stays for a rollback.
 
         Main and the previous main keep running, so a rollback is instant and both answer at their own path.
+        It takes no new call from the start; the calls the proxy forwarded to it before finish first (up to
+        ``drain_grace`` seconds), with the service's lock free meanwhile.
         """
-        # Not synchronisation: calls already forwarded to the old version get time to finish.
-        await asyncio.sleep(self.retire_grace)
         async with self.locks.hold(name):
-            record = self.store.get_version(name, version)
-            current = self.store.get_service(name)
-            if record is None or current is None or version in (current["main_version"], current.get("previous_main")):
-                # Promoted back meanwhile (a quick rollback), or gone: nothing to stop.
+            record = self._retiring(name, version, draining=False)
+            if record is None:
                 return
-            if version in self.routing.traffic(name).versions or record.status == "stopped":
-                # Still taking canary or shadow traffic, or stopped already.
+            self.routing.remove(name, version)
+            self.store.set_version_status(name, version, "stopping", desired="stopped")
+            busy = self.routing.inflight.count(name, version)
+            if busy:
+                self.store.add_event("draining", f"{version} takes no new calls; waiting up to {self.drain_grace:g} s "
+                                                 f"for {busy} in flight", name, version)
+        left = await self.routing.inflight.drained(name, version, self.drain_grace)
+        async with self.locks.hold(name):
+            # Brought back meanwhile (a rollback, a start), stopped or deleted: nothing left to do.
+            record = self._retiring(name, version, draining=True)
+            if record is None:
                 return
             try:
-                self.routing.remove(name, version)
-                self.store.set_version_status(name, version, "stopping", desired="stopped")
+                if left:
+                    self.store.add_event("draining", f"stopping {version} with {left} call(s) still running after "
+                                                     f"{self.drain_grace:g} s (ManagerApp.drain_grace)", name, version)
                 await asyncio.to_thread(self.runtime.stop, self._spec(record))
                 self.store.set_version_status(name, version, "stopped", desired="stopped")
             except Exception as exc:  # noqa: BLE001
                 self.store.add_event("error", f"could not stop {version}: {exc}", name, version)
+
+    def _retiring(self, name: str, version: str, draining: bool) -> VersionRecord | None:
+        """The version to retire, if it is still neither main nor previous main and outside traffic.
+
+        Before the drain it must not be stopped or stopping already; after it, still ``stopping`` (as the drain
+        left it: a start or a stop meanwhile changed that).
+        """
+        record = self.store.get_version(name, version)
+        current = self.store.get_service(name)
+        if record is None or current is None or version in (current["main_version"], current.get("previous_main")):
+            # Promoted back meanwhile (a quick rollback), or gone.
+            return None
+        stale = record.status != "stopping" if draining else record.status in ("stopped", "stopping")
+        if version in self.routing.traffic(name).versions or stale:
+            # Still taking canary or shadow traffic, or stopped, or started again.
+            return None
+        return record
 
     # -- stop, start, restart --------------------------------------------------------------
 
@@ -356,6 +388,69 @@ class Lifecycle:
             raise ApiError(409, f"{name} {version} did not become healthy: {exc}", "unhealthy") from exc
         kind = "restarted" if restart else "started"
         self.store.add_event(kind, f"{version} {kind}", name, version)
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    def using(self, secret: str) -> list[VersionRecord]:
+        """Every stored version whose deploy names ``secret``."""
+        return [r for r in self.store.list_versions() if secret in (r.manifest.get("secrets") or [])]
+
+    async def rotate(self, secret: str) -> dict[str, list[dict[str, str]]]:
+        """Give every running version that uses ``secret`` a runner started with its new value, failing no call.
+
+        Per version, under its service's lock: a new generation of its runner starts beside the serving one and
+        must pass its health check; the route then switches to it (calls not yet sent go there) and the old
+        runner stops once the calls it holds are answered. A version that is not running reads the new value
+        when it starts. A new runner that does not become healthy is removed; the old one keeps serving.
+        """
+        restarted: list[dict[str, str]] = []
+        failed: list[dict[str, str]] = []
+        for listed in self.using(secret):
+            name, version = listed.service, listed.version
+            async with self.locks.hold(name):
+                record = self.store.get_version(name, version)
+                route = self.routing.version(name, version)
+                if record is None or route is None or record.created != listed.created:
+                    continue
+                try:
+                    await self._replace_runner(record, route)
+                except Exception as exc:  # noqa: BLE001 - the running runner keeps serving; say why
+                    message = f"a runner with the new value of {secret} did not become healthy; the running one " \
+                              f"keeps serving: {exc}"
+                    self.store.add_event("failed", message, name, version)
+                    failed.append({"service": name, "version": version, "error": message})
+                    continue
+                self.store.add_event("restarted", f"{version} runs with the new value of secret {secret}", name, version)
+                restarted.append({"service": name, "version": version})
+        return {"restarted": restarted, "failed": failed}
+
+    async def _replace_runner(self, record: VersionRecord, route: Route) -> None:
+        """Start the version's next generation, switch its route to it, and retire the old one after its calls."""
+        old = self._spec(record)
+        fresh = self.pipeline.spec(dataclasses.replace(record, generation=record.generation + 1))
+        try:
+            endpoint = await self.pipeline.start_healthy(fresh)
+        except Exception:
+            await self._retire_runner(fresh)
+            raise
+        self.store.set_generation(record.service, record.version, fresh.generation)
+        self.routing.add(dataclasses.replace(route, endpoint=endpoint))
+        self.spawn(self._drain_runner(route, old))
+
+    async def _drain_runner(self, route: Route, spec: VersionSpec) -> None:
+        """Retire a replaced runner once no call is in flight to it (at most ``drain_grace`` seconds)."""
+        left = await self.routing.inflight.endpoint_drained(route.endpoint, self.drain_grace)
+        if left:
+            self.store.add_event("draining", f"stopping the replaced runner of {route.version} with {left} call(s) "
+                                             f"still running after {self.drain_grace:g} s (ManagerApp.drain_grace)",
+                                 route.service, route.version)
+        await self._retire_runner(spec)
+
+    async def _retire_runner(self, spec: VersionSpec) -> None:
+        try:
+            await asyncio.to_thread(self.runtime.retire, spec)
+        except Exception:  # noqa: BLE001 - nothing routes to it any more; say so in the log
+            log.exception("retiring runner %s of %s %s", spec.generation, spec.service, spec.version)
 
     # -- delete ----------------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Hashable
 
 from .runtimes.base import Endpoint
 
@@ -76,6 +77,62 @@ class Traffic:
         return cls(canary.get("version"), int(canary.get("weight") or 0), tuple(data.get("shadows") or ()))
 
 
+class InFlight:
+    """Calls the proxy has forwarded to each version and not finished: what a version leaving service drains.
+
+    Counted per version and per runner endpoint: a version whose runner is replaced (a new generation after its
+    secrets rotated) drains only the calls still with the old runner.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[Hashable, int] = {}
+        self._idle: dict[Hashable, asyncio.Event] = {}
+
+    @staticmethod
+    def _keys(route: Route) -> tuple[Hashable, ...]:
+        return (route.service, route.version), route.endpoint
+
+    def started(self, route: Route) -> None:
+        """A call was sent (or is about to be) to the route's version."""
+        for key in self._keys(route):
+            self._calls[key] = self._calls.get(key, 0) + 1
+
+    def ended(self, route: Route) -> None:
+        """A call to the route's version is over (answered, failed, or resent elsewhere)."""
+        for key in self._keys(route):
+            left = self._calls.get(key, 0) - 1
+            if left > 0:
+                self._calls[key] = left
+                continue
+            self._calls.pop(key, None)
+            idle = self._idle.pop(key, None)
+            if idle is not None:
+                idle.set()
+
+    def count(self, name: str, version: str) -> int:
+        """Calls in flight to one version."""
+        return self._calls.get((name, version), 0)
+
+    async def drained(self, name: str, version: str, timeout: float) -> int:
+        """Wait until no call to the version is in flight, at most ``timeout`` seconds; return how many still are."""
+        return await self._wait((name, version), timeout)
+
+    async def endpoint_drained(self, endpoint: Endpoint, timeout: float) -> int:
+        """Wait until no call to one runner is in flight, at most ``timeout`` seconds; return how many still are."""
+        return await self._wait(endpoint, timeout)
+
+    async def _wait(self, key: Hashable, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._calls.get(key) and (left := deadline - loop.time()) > 0:
+            idle = self._idle.setdefault(key, asyncio.Event())
+            try:
+                await asyncio.wait_for(idle.wait(), left)
+            except asyncio.TimeoutError:
+                break
+        return self._calls.get(key, 0)
+
+
 class Routing:
     """In-memory routing state; read by the proxy on every call, changed only by the lifecycle under its lock.
 
@@ -88,6 +145,8 @@ class Routing:
         self._mains: dict[str, str] = {}
         self._traffic: dict[str, Traffic] = {}
         self._shadow_stats: dict[tuple[str, str], dict[str, int]] = {}
+        # The proxy's own counts, kept beside the table it reads: the lifecycle waits on them before a stop.
+        self.inflight = InFlight()
 
     # -- what the proxy reads -------------------------------------------------------------
 

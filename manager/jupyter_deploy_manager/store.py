@@ -67,7 +67,17 @@ CREATE TABLE IF NOT EXISTS predictions (
     response TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS predictions_by_service ON predictions (service, id);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    updated_by TEXT
+);
 """
+
+MONITOR_TRIM_EVERY = 100
+"""Monitored calls of one service between two trims of its rows to its bound (smaller for small bounds)."""
 
 
 @dataclass
@@ -132,6 +142,8 @@ class VersionRecord:
     error: str | None
     created: float
     updated: float
+    # Which runner serves the version: a new generation replaces the old when its secrets rotate.
+    generation: int = 0
 
     def public(self) -> dict[str, Any]:
         """JSON-safe summary."""
@@ -165,6 +177,8 @@ class Store:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # Monitored calls kept per service since this start: each service is trimmed on its own count.
+        self._monitored_calls: dict[str, int] = {}
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -178,6 +192,9 @@ class Store:
             self._db.execute("ALTER TABLE services ADD COLUMN previous_main TEXT")
         if "traffic" not in columns:
             self._db.execute("ALTER TABLE services ADD COLUMN traffic TEXT")
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(versions)").fetchall()}
+        if "generation" not in columns:
+            self._db.execute("ALTER TABLE versions ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         """Close the database."""
@@ -306,6 +323,10 @@ class Store:
             "UPDATE tokens SET revoked_at = ? WHERE service = ? AND revoked_at IS NULL", (time.time(), service)
         )
 
+    def delete_expired_tokens(self, now: float) -> int:
+        """Forget every token that expired before ``now``; return how many."""
+        return self._exec("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)).rowcount
+
     # services and versions
     def ensure_service(self, name: str, created_by: str | None) -> None:
         """Create the service row if missing."""
@@ -346,15 +367,18 @@ class Store:
         self, service: str, version: str, entrypoint: str, status: int, latency_ms: float,
         request: str, response: str, keep: int,
     ) -> None:
-        """Keep one monitored call; only the newest ``keep`` of a service are kept."""
+        """Keep one monitored call; only the newest ``keep`` of a service are kept (give or take a trim step)."""
         with self._lock:
-            cursor = self._db.execute(
+            self._db.execute(
                 "INSERT INTO predictions (time, service, version, entrypoint, status, latency_ms, request, response) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), service, version, entrypoint, status, latency_ms, request, response),
             )
-            # Trimming every 100th row keeps inserts cheap; the bound overshoots by at most 100.
-            if cursor.lastrowid and cursor.lastrowid % 100 == 0:
+            count = self._monitored_calls.get(service, 0)
+            self._monitored_calls[service] = count + 1
+            # Trimming every few rows keeps inserts cheap; the bound overshoots by at most one step. Counted
+            # per service (a global row id would leave a quiet service untrimmed), from its first call on.
+            if count % max(1, min(MONITOR_TRIM_EVERY, keep // 10)) == 0:
                 self._db.execute(
                     "DELETE FROM predictions WHERE service = ? AND id <= "
                     "(SELECT id FROM predictions WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
@@ -378,7 +402,9 @@ class Store:
 
     def delete_predictions(self, service: str) -> None:
         """Forget a deleted service's monitored calls."""
-        self._exec("DELETE FROM predictions WHERE service = ?", (service,))
+        with self._lock:
+            self._monitored_calls.pop(service, None)
+            self._db.execute("DELETE FROM predictions WHERE service = ?", (service,))
 
     def set_traffic(self, name: str, traffic: dict[str, Any] | None) -> None:
         """Store a service's canary and shadow settings."""
@@ -421,6 +447,39 @@ class Store:
                 "UPDATE versions SET status = ?, error = ?, desired = ?, updated = ? WHERE service = ? AND version = ?",
                 (status, error, desired, time.time(), service, version),
             )
+
+    def set_generation(self, service: str, version: str, generation: int) -> None:
+        """Record which generation of its runner serves a version."""
+        self._exec("UPDATE versions SET generation = ?, updated = ? WHERE service = ? AND version = ?",
+                   (generation, time.time(), service, version))
+
+    # secrets (values encrypted by the caller: the store never sees them in the clear)
+    def put_secret(self, name: str, value: bytes, username: str | None) -> bool:
+        """Create or replace an encrypted secret; True when it existed before."""
+        with self._lock:
+            existed = self._db.execute("SELECT 1 FROM secrets WHERE name = ?", (name,)).fetchone() is not None
+            now = time.time()
+            self._db.execute(
+                "INSERT INTO secrets (name, value, created, updated, updated_by) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated = excluded.updated, "
+                "updated_by = excluded.updated_by",
+                (name, value, now, now, username),
+            )
+        return existed
+
+    def get_secret(self, name: str) -> bytes | None:
+        """The encrypted value of a secret, or None."""
+        rows = self._rows("SELECT value FROM secrets WHERE name = ?", (name,))
+        return bytes(rows[0]["value"]) if rows else None
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        """Every secret's name and times, never its value."""
+        rows = self._rows("SELECT name, created, updated, updated_by FROM secrets ORDER BY name")
+        return [dict(r, created=_iso(r["created"]), updated=_iso(r["updated"])) for r in rows]
+
+    def delete_secret(self, name: str) -> bool:
+        """Forget a secret; False when there was none."""
+        return self._exec("DELETE FROM secrets WHERE name = ?", (name,)).rowcount > 0
 
     def _version(self, row: sqlite3.Row) -> VersionRecord:
         data = dict(row)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-from . import EXIT_LOAD_FAILED, EXIT_REFUSED
+from jupyter_deploy_contract import CONTROL_KEY_ENV, SECRETS_FILE_ENV
+
+from . import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY, EXIT_REFUSED
 from .loader import StartupError, load
 
 PREFIX = "jupyter-deploy runner: "
@@ -25,16 +28,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default 8080)")
     parser.add_argument(
         "--threads", type=int, default=int(os.environ.get("JUPYTER_DEPLOY_RUNNER_THREADS", "4")),
-        help="worker threads calling the entrypoints; 0 calls them on the IO loop (default 4)",
+        help="worker threads calling slow entrypoints; 0 calls every entrypoint on the IO loop, where a slow "
+             "call holds up every other request and the health check (default 4)",
     )
     parser.add_argument(
         "--inline-below", type=float, default=50.0, metavar="MS",
-        help="run calls an entrypoint usually finishes within MS milliseconds on the IO loop, "
-             "the rest in the worker threads; 0 always uses the threads (default 50)",
+        help="calls an entrypoint usually finishes within MS milliseconds run in the fast lane (a thread the IO "
+             "loop waits for, up to MS; a call still running then finishes on its own), the rest in the worker "
+             "threads; 0 always uses the worker threads (default 50)",
     )
     parser.add_argument("--grace", type=float, default=30.0, help="seconds to finish requests after SIGTERM")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
+    parser.add_argument(
+        "--exit-on-memory-error", action="store_true",
+        help=f"end with status {EXIT_OUT_OF_MEMORY} on a MemoryError (run under an address-space limit, where it "
+             "means the limit was reached) instead of answering 500",
+    )
     return parser.parse_args(argv)
+
+
+def apply_secrets_file(path: str | None) -> None:
+    """Set the variables of the JSON object in ``path`` (the docker runtime's secrets) in this environment."""
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    except (OSError, ValueError) as exc:
+        # Never the content: the message goes to the log and to the deploy's error.
+        raise StartupError(f"cannot read the secrets file {path}: {type(exc).__name__}") from None
+    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise StartupError(f"the secrets file {path} must hold a JSON object of strings")
+    os.environ.update(values)
 
 
 def _exit_now(signum: int, frame: object) -> None:
@@ -56,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Until the loop takes over SIGTERM, stopping during a slow load is a clean exit.
     signal.signal(signal.SIGTERM, _exit_now)
+    # Taken out of the environment before the user's code can see it: only its hash is in there anyway.
+    control_hash = os.environ.pop(CONTROL_KEY_ENV, None)
     try:
+        # Before unpickling: the user's module-level code may read its secrets while it loads.
+        apply_secrets_file(os.environ.pop(SECRETS_FILE_ENV, None))
         loaded = load(Path(args.bundle).resolve())
         from jupyter_deploy_contract.inputs import compile_entrypoints
 
@@ -71,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(PREFIX + str(exc), file=sys.stderr, flush=True)
         return exc.status
+    except MemoryError:
+        print(PREFIX + "out of memory loading the payload", file=sys.stderr, flush=True)
+        return EXIT_OUT_OF_MEMORY
 
     import tornado.netutil
 
@@ -88,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
           f"entrypoints: {', '.join(entrypoints)}", flush=True)
     service = Service(manifest, entrypoints, threads=max(0, args.threads), access_log=args.access_log,
                       inline_below=args.inline_below / 1000.0)
+    service.exit_on_memory_error = args.exit_on_memory_error
+    service.control_hash = control_hash
+    service.sample = manifest.get("sample") if isinstance(manifest.get("sample"), dict) else None
     asyncio.run(serve(service, sockets, args.host, grace=args.grace))
     sys.stdout.flush()
     sys.stderr.flush()

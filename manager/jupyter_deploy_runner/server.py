@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import os
+import queue
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import tornado.httpserver
 import tornado.iostream
@@ -20,11 +24,14 @@ import tornado.web
 from jupyter_deploy_contract import Unserialisable, dumps, error_json
 from jupyter_deploy_contract.inputs import Entrypoint, InvalidInput
 
+from . import EXIT_OUT_OF_MEMORY
+
 MAX_BODY = 64 * 1024 * 1024
 """Largest request body accepted, in bytes."""
 
 INLINE_BELOW = 0.050
-"""Calls an entrypoint usually finishes within this many seconds run on the IO loop itself."""
+"""Calls an entrypoint usually finishes within this many seconds go to the fast lane, the IO loop waiting for
+them; a call still running after this long is left to finish on its own while the loop serves on."""
 
 INLINE_MAX_BODY = 256 * 1024
 """Bodies larger than this always go to the worker pool (big input, likely a long call)."""
@@ -40,8 +47,98 @@ def _log_traceback(header: str) -> None:
     sys.stderr.flush()
 
 
+def out_of_memory(where: str) -> None:
+    """End the runner after a MemoryError under an address-space limit, as an OOM kill would end it.
+
+    The manager reads the exit status, reports "out of memory (limit ...)" and starts it again: a
+    process that hit its limit (a leak, a cache) would otherwise keep failing every call.
+    """
+    _log_traceback(f"{where} ran out of memory:")
+    sys.stderr.write(f"jupyter-deploy runner: out of memory in {where}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_OUT_OF_MEMORY)
+
+
+Answer = tuple[int, bytes]
+
+
+class _LaneCall:
+    """One call handed to a fast lane: done when the lane finished it, late once the loop stopped waiting."""
+
+    __slots__ = ("fn", "args", "done", "answer", "guard", "late")
+
+    def __init__(self, fn: Callable[..., Answer], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.done = threading.Event()
+        self.answer: Answer | None = None
+        self.guard = threading.Lock()
+        self.late: tuple[asyncio.AbstractEventLoop, asyncio.Future[Answer]] | None = None
+
+
+def _resolve(future: asyncio.Future[Answer], answer: Answer) -> None:
+    if not future.done():
+        future.set_result(answer)
+
+
+class FastLane:
+    """A thread of its own running one quick call at a time while the IO loop waits for it, up to a bound.
+
+    The loop blocks in ``Event.wait``, which releases the GIL, so the lane runs at once: no GIL contention
+    with the loop and no event-loop round trip, which is what a worker pool costs a quick call (about half
+    of the throughput of a trivial entrypoint). A call still running at the bound is given up on: the loop
+    awaits it as a future and a new lane takes the next calls; the old thread ends after that call.
+    """
+
+    def __init__(self, index: int) -> None:
+        self._calls: queue.SimpleQueue[_LaneCall] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=f"fast-lane-{index}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            call = self._calls.get()
+            try:
+                answer = call.fn(*call.args)
+            except Exception:  # the loop waits for an answer: it must get one whatever happens here
+                _log_traceback("answering a call failed:")
+                answer = _error(500, "server-error", "the runner failed answering this call; see the service log")
+            with call.guard:
+                call.answer = answer
+                call.done.set()
+                late = call.late
+            if late is not None:
+                # Given up on: a newer lane has the next calls; hand the answer over and end.
+                loop, future = late
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(_resolve, future, answer)
+                return
+
+    def run(self, call: _LaneCall, bound: float) -> asyncio.Future[Answer] | None:
+        """Run ``call``, waiting up to ``bound`` seconds; None when it is done, else a future of its answer."""
+        self._calls.put(call)
+        if call.done.wait(bound):
+            return None
+        with call.guard:
+            if call.done.is_set():
+                return None
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Answer] = loop.create_future()
+            call.late = (loop, future)
+        return future
+
+
 class Service:
     """The served bundle: entrypoints, health answer, worker pool and in-flight count."""
+
+    exit_on_memory_error = False
+    """End the runner on a MemoryError (``--exit-on-memory-error``) instead of answering 500."""
+
+    control_hash: str | None = None
+    """sha256 (hex) of the key of the manager's control routes (the smoke test); None: they answer 404."""
+
+    sample: dict[str, Any] | None = None
+    """The manifest's sample, which the smoke test calls each entrypoint on."""
 
     def __init__(self, manifest: dict[str, Any], entrypoints: dict[str, Entrypoint], threads: int,
                  access_log: bool = True, inline_below: float = INLINE_BELOW) -> None:
@@ -58,6 +155,11 @@ class Service:
         self.estimate = {name: math.inf for name in entrypoints}
         self.inflight = 0
         self.closing = False
+        self._lanes = 0
+        self.lane = self._new_lane() if self.executor is not None and inline_below > 0 else None
+        # Lanes given up on whose call still runs: each is a thread, so they are bounded like the pool.
+        self.stuck = 0
+        self.max_stuck = max(1, threads)
 
     def unknown(self, path: str) -> tuple[int, bytes]:
         """The 404 answer for a path that is no entrypoint."""
@@ -65,17 +167,48 @@ class Service:
                       f"unknown entrypoint {path.lstrip('/')!r}; this service has: {', '.join(self.entrypoints)} "
                       f"(POST /<entrypoint>) and GET /healthz")
 
-    def inline(self, ep: Entrypoint, body: bytes) -> bool:
-        """Whether to run this call on the IO loop rather than in the worker pool."""
-        # A thread hop costs ~0.1 ms a call and 20-30% throughput under load
-        # (GIL hand-offs), so quick calls stay on the loop; slow or unknown
-        # ones go to the pool so /healthz and other requests keep answering.
-        return self.executor is None or (self.estimate[ep.name] < self.inline_below and len(body) < INLINE_MAX_BODY)
+    def _new_lane(self) -> FastLane:
+        self._lanes += 1
+        return FastLane(self._lanes)
+
+    def quick(self, ep: Entrypoint, body: bytes) -> bool:
+        """Whether this call goes to the fast lane: its entrypoint is quick or not timed yet, its body small."""
+        return (self.lane is not None and self.stuck < self.max_stuck and len(body) < INLINE_MAX_BODY
+                and (self.estimate[ep.name] < self.inline_below or self.estimate[ep.name] == math.inf))
+
+    async def call(self, ep: Entrypoint, body: bytes) -> tuple[int, bytes]:
+        """Answer one call without ever running user code on the IO loop (unless ``--threads 0`` asks for it)."""
+        if self.executor is None:
+            return self.timed(ep, body)
+        if not self.quick(ep, body):
+            # Slow entrypoints and big bodies: the pool, where they wait only behind each other.
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self.timed, ep, body)
+        assert self.lane is not None
+        call = _LaneCall(self.timed, (ep, body))
+        late = self.lane.run(call, self.inline_below)
+        if late is None:
+            assert call.answer is not None
+            return call.answer
+        # Over the bound: the loop serves on, the next calls take a new lane, and this entrypoint goes to
+        # the pool until a call there proves it quick again (timed() raises the estimate when it ends).
+        self.estimate[ep.name] = max(self.inline_below, 0.0 if self.estimate[ep.name] == math.inf
+                                     else self.estimate[ep.name])
+        self.lane = self._new_lane()
+        self.stuck += 1
+        try:
+            return await late
+        finally:
+            self.stuck -= 1
 
     def timed(self, ep: Entrypoint, body: bytes) -> tuple[int, bytes]:
         """``handle`` plus updating the entrypoint's duration estimate."""
         start = time.perf_counter()
-        answer = self.handle(ep, body)
+        try:
+            answer = self.handle(ep, body)
+        except MemoryError:
+            if self.exit_on_memory_error:
+                out_of_memory(f"entrypoint {ep.name}")
+            raise
         took = time.perf_counter() - start
         if answer[0] not in (200, 500):
             return answer  # refused before the call: says nothing about the function's speed
@@ -105,6 +238,8 @@ class Service:
         try:
             result = ep.fn(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # a stray sys.exit() must not end the service
+            if isinstance(exc, MemoryError) and self.exit_on_memory_error:
+                raise
             _log_traceback(f"entrypoint {ep.name} raised {type(exc).__name__}:")
             return _error(500, "entrypoint-error", f"{ep.name} raised {type(exc).__name__}; see the service log")
         try:
@@ -133,6 +268,7 @@ class _JSONHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     def compute_etag(self) -> None:
         return None
@@ -170,11 +306,7 @@ class EntrypointHandler(_JSONHandler):
         else:
             service.inflight += 1
             try:
-                body = self.request.body
-                if service.inline(ep, body):
-                    answer = service.timed(ep, body)
-                else:
-                    answer = await asyncio.get_running_loop().run_in_executor(service.executor, service.timed, ep, body)
+                answer = await service.call(ep, self.request.body)
                 # Counted until the answer is flushed, so SIGTERM never cuts one off.
                 await self.reply(answer)
             except tornado.iostream.StreamClosedError:
@@ -206,10 +338,13 @@ class NotFoundHandler(_JSONHandler):
 
 def make_app(service: Service) -> tornado.web.Application:
     """The tornado application for one service."""
+    from . import smoke  # it builds on this module's handlers
+
     kwargs = {"service": service}
     return tornado.web.Application(
         [
             (r"/healthz", HealthHandler, kwargs),
+            smoke.route(service),
             (r"/([^/]+)", EntrypointHandler, kwargs),
         ],
         default_handler_class=NotFoundHandler,

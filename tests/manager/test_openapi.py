@@ -18,7 +18,7 @@ PUBLIC = {"health", "login", "managerDocument", "managerDocs", "serviceDocs", "s
           "dashboard"}
 # Values put into path templates to find the route a documented path lands on.
 SAMPLE_PARAMS = {"name": "iris", "version": "0.1.0", "entrypoint": "predict", "token_id": "0123abcd",
-                 "username": "alice"}
+                 "username": "alice", "secret": "DB_URL"}
 
 
 def _routes() -> list[tuple[re.Pattern[str], type]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +31,9 @@ class RuntimeError_(Exception):
 
 PERMANENT_EXITS = {3: "the bundle cannot run here", 4: "the payload cannot be loaded"}
 """Runner exit statuses that restarting cannot fix (see the runner's EXIT_REFUSED / EXIT_LOAD_FAILED)."""
+
+OUT_OF_MEMORY_EXIT = 5
+"""The runner's exit status after a MemoryError under an address-space limit (its EXIT_OUT_OF_MEMORY)."""
 
 RESTART_FIRST_DELAY = 0.25
 """Seconds before the first restart of a crashed runner; each quick crash after it doubles the wait."""
@@ -95,11 +101,19 @@ class VersionSpec:
     manifest: dict[str, Any]
     lock: Lock
     extra: dict[str, Any] = field(default_factory=dict)
+    # The runner's environment, set by the manager for ``start`` only: plain variables (its configuration
+    # may show them) and secret values (never written into a configuration, an image or a log; not in repr).
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    # A version's runner is replaced by a new generation (its own container or process) when its secrets
+    # rotate: the new one starts beside the old, which stops once calls have moved over.
+    generation: int = 0
 
     @property
     def key(self) -> str:
-        """Unique, name-safe key for this version (container name, process dir)."""
-        return f"{self.service}--{self.version}".replace("+", "_")
+        """Unique, name-safe key for this version's runner (container name, process dir); one per generation."""
+        # '~' is in neither names nor versions: generation 1 of a version never meets another version's key.
+        return f"{self.service}--{self.version}".replace("+", "_") + (f"~{self.generation}" if self.generation else "")
 
 
 class Runtime(ABC):
@@ -143,6 +157,10 @@ class Runtime(ABC):
     def managed(self) -> list[tuple[str, str]]:
         """(service, version) pairs this runtime is running, for reconciliation."""
 
+    def retire(self, spec: VersionSpec) -> None:
+        """Stop and delete one generation's runner, keeping what the version's other generations share (its image)."""
+        self.remove(spec, keep_image=True)
+
     def usage(self, spec: VersionSpec) -> dict[str, float] | None:
         """``{"memory_mb", "cpu_seconds"}`` of a running version, or None when unknown."""
         return None
@@ -151,19 +169,53 @@ class Runtime(ABC):
         """Release resources held by the runtime (not the versions it runs)."""
 
 
+class CommandTimeout(RuntimeError_):
+    """A command ran over its time limit and was killed; the message names the limit."""
+
+
 def run_streamed(
-    cmd: list[str], log: LogSink, env: dict[str, str] | None = None, keep: int = 15, umask: int = -1
+    cmd: list[str], log: LogSink, env: dict[str, str] | None = None, keep: int = 15, umask: int = -1,
+    timeout: float | None = None, limit: str = "",
 ) -> tuple[int, list[str]]:
-    """Run a command, send each output line to ``log`` as it comes; return its exit code and last lines."""
+    """Run a command, send each output line to ``log`` as it comes; return its exit code and last lines.
+
+    With ``timeout`` the command gets that many seconds in all: then it and everything it started are
+    killed and CommandTimeout names ``limit`` (the setting that gives the time), so a hung pip never
+    holds a lock (the wheelhouse's, a venv's) for good.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, errors="replace", env=env, umask=umask)
+                            text=True, errors="replace", env=env, umask=umask,
+                            # Its own process group, so the kill reaches the builds and downloads it started.
+                            start_new_session=timeout is not None)
+    expired = threading.Event()
+
+    def kill() -> None:
+        expired.set()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill) if timeout is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     assert proc.stdout is not None
     tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        log(line)
-        tail = (tail + [line])[-keep:]
-    return proc.wait(), tail
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            tail = (tail + [line])[-keep:]
+        code = proc.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired.is_set():
+        name = " ".join(cmd[2:4]) if len(cmd) > 2 and cmd[1] == "-m" else os.path.basename(cmd[0])
+        raise CommandTimeout(
+            f"{name} ran over its time limit of {timeout:g} s and was stopped"
+            + (f" (set by {limit})" if limit else "") + (":\n" + "\n".join(tail) if tail else "")
+        )
+    return code, tail
 
 
 def host_python() -> str:

@@ -9,7 +9,9 @@ import io
 import json
 import os
 import re
+import secrets
 import shlex
+import shutil
 import tarfile
 import tempfile
 import threading
@@ -20,10 +22,12 @@ from typing import Any, Callable, Iterator
 
 import docker
 import docker.errors
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
+
+from jupyter_deploy_contract import SECRETS_FILE_ENV
 
 from ..baseimage import resolve_base_image
-from ..builder import CONTRACT_PACKAGE, Wheelhouse, install_command, stage_runner
+from ..builder import CONTRACT_PACKAGE, PIP_TIMEOUT, Wheelhouse, install_command, stage_runner
 from .base import (
     LABEL,
     PERMANENT_EXITS,
@@ -61,6 +65,15 @@ _PASSED_TO_BUILDS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "HTTP_PROXY", "HTTP
 RUNNER_UID = 10001
 """Unprivileged uid the runner runs as inside its container."""
 
+SECRETS_TMPFS = "/dev/shm"
+"""The host's tmpfs, where secrets files live while their containers exist (``ManagerApp.secrets_run_dir``)."""
+
+SECRETS_MOUNT = "/run/jupyter-deploy"
+"""Where a container sees its secrets directory (read-only)."""
+
+SECRETS_FILE = "secrets.json"
+"""The file in it: a JSON object of secret name -> value, read by the runner before the payload loads."""
+
 DEPS_REPO = "jupyter-deploy/deps"
 """Repository of the dependency images, tagged by lock hash and shared by every instance."""
 
@@ -86,7 +99,8 @@ class DockerRuntime(Runtime):
 
     def __init__(self, data_dir: Path, instance: str, base_image: str | None = None, memory: str = "512m",
                  cpus: float = 1.0, on_event: EventSink | None = None, client: Any = None,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, pip_timeout: float | None = PIP_TIMEOUT,
+                 secrets_dir: Path | None = None) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", instance):
             raise ValueError(f"instance {instance!r} must be 1-40 chars of a-z, 0-9, '_' or '-'")
         self.data_dir = Path(data_dir)
@@ -98,8 +112,11 @@ class DockerRuntime(Runtime):
         self.client = client if client is not None else docker.from_env(timeout=300)
         # Wheels are keyed by content, so several managers may share them.
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir
-        self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse")
+        self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse", pip_timeout)
         self.network_name = f"jd-{instance}"
+        # Secret values reach a container as a file in a directory mounted read-only, on a tmpfs of the
+        # host: never in the container's configuration (docker inspect), an image layer or the data dir.
+        self.secrets_dir = Path(secrets_dir) if secrets_dir is not None else default_secrets_dir(instance, data_dir)
         self.app_repo = f"jupyter-deploy/app-{instance}"
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -119,8 +136,9 @@ class DockerRuntime(Runtime):
     # -- names ---------------------------------------------------------------------------
 
     def container_name(self, spec: VersionSpec) -> str:
-        """Container name of a version: ``jd-<instance>-<service>-<version>``."""
-        return f"jd-{self.instance}-" + _safe(f"{spec.service}-{spec.version}")
+        """Container name of a version: ``jd-<instance>-<service>-<version>`` (plus its generation after the first)."""
+        generation = f"~{spec.generation}" if spec.generation else ""
+        return f"jd-{self.instance}-" + _safe(f"{spec.service}-{spec.version}{generation}")
 
     def image_tag(self, spec: VersionSpec) -> str:
         """App image of a version: ``jupyter-deploy/app-<instance>:<service>-<version>``."""
@@ -343,8 +361,9 @@ class DockerRuntime(Runtime):
             if image is None:
                 raise RuntimeError_(f"image {tag} is missing: build {spec.service} version {spec.version} first")
             container = self._container(name)
-            if container is not None and container.attrs.get("Image") != image.id:
-                # Rebuilt since the container was made: the old container runs stale code.
+            if container is not None and not self._current(container, image, spec):
+                # Rebuilt since the container was made (it runs stale code), or made with another environment.
+                self._drop_secrets(container)
                 container.remove(force=True)
                 container = None
             if container is None:
@@ -356,13 +375,87 @@ class DockerRuntime(Runtime):
             if container.status == "paused":
                 container.unpause()
             elif container.status in ("created", "exited", "dead"):
+                self._write_secrets(container, spec)
                 container.start()
             return self._wait_endpoint(container)
 
+    def _environment(self, spec: VersionSpec) -> dict[str, str]:
+        """The container's configured variables: the plain ones, and where the secrets file is (not what it holds)."""
+        env = dict(spec.env)
+        if spec.secrets:
+            env[SECRETS_FILE_ENV] = f"{SECRETS_MOUNT}/{SECRETS_FILE}"
+        return env
+
+    def _current(self, container: Any, image: Any, spec: VersionSpec) -> bool:
+        """Whether an existing container runs this image with this environment (and a secrets mount if needed)."""
+        if container.attrs.get("Image") != image.id:
+            return False
+        configured = set((container.attrs.get("Config") or {}).get("Env") or [])
+        if not {f"{k}={v}" for k, v in self._environment(spec).items()} <= configured:
+            return False
+        return bool(spec.secrets) == (self._secrets_source(container) is not None)
+
+    @staticmethod
+    def _secrets_source(container: Any) -> Path | None:
+        """The host directory mounted as the container's secrets directory, if it has one."""
+        for mount in container.attrs.get("Mounts") or []:
+            if mount.get("Destination") == SECRETS_MOUNT and mount.get("Source"):
+                return Path(mount["Source"])
+        return None
+
+    def _write_secrets(self, container: Any, spec: VersionSpec) -> None:
+        """Put the secret values where the container's runner reads them at start: a private file on a tmpfs."""
+        source = self._secrets_source(container)
+        if source is None:
+            return
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secrets_dir, 0o711)
+        source.mkdir(exist_ok=True)
+        as_root = os.geteuid() == 0
+        path = source / SECRETS_FILE
+        tmp = source / f".{SECRETS_FILE}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400 if as_root else 0o444)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(spec.secrets, fh)
+            if as_root:
+                # Readable by the container's runner uid alone; without root the directory's unguessable
+                # name (0711 above it, never listed) is what keeps other users out.
+                os.chown(tmp, RUNNER_UID, RUNNER_UID)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if as_root:
+            os.chown(source, RUNNER_UID, RUNNER_UID)
+        os.chmod(source, 0o500 if as_root else 0o711)
+
+    def _clear_secrets(self, container: Any) -> None:
+        """A stopped container needs no secret values: start() writes them again."""
+        source = self._secrets_source(container)
+        if source is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (source / SECRETS_FILE).unlink()
+
+    def _drop_secrets(self, container: Any) -> None:
+        """Delete a container's secrets directory (before the container goes)."""
+        source = self._secrets_source(container)
+        if source is not None and source.parent == self.secrets_dir:
+            shutil.rmtree(source, ignore_errors=True)
+
     def _create(self, spec: VersionSpec, name: str, tag: str) -> Any:
         network = self._network()
+        mounts = []
+        if spec.secrets:
+            # A name nobody can guess: without root the file in it is world-readable (see _write_secrets).
+            source = self.secrets_dir / secrets.token_hex(16)
+            self.secrets_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.secrets_dir, 0o711)
+            source.mkdir(mode=0o700)
+            mounts.append(Mount(SECRETS_MOUNT, str(source), type="bind", read_only=True))
         return self.client.containers.create(
             tag, name=name, labels=self._labels(spec), network=network.name, hostname=_safe(spec.service)[:63],
+            environment=self._environment(spec), mounts=mounts,
             mem_limit=self.memory, memswap_limit=self.memory, nano_cpus=int(self.cpus * 1e9), pids_limit=256,
             # No Docker restart policy: the manager's event watcher restarts with backoff and no lifetime cap.
             restart_policy={"Name": "no"},
@@ -404,6 +497,7 @@ class DockerRuntime(Runtime):
             self._cancel_restart(name)
             if container.status in ("running", "restarting", "paused"):
                 container.stop(timeout=5)
+            self._clear_secrets(container)
 
     def remove(self, spec: VersionSpec, keep_image: bool = False) -> None:
         """Delete the container and, unless ``keep_image``, the app image (never the shared deps image)."""
@@ -415,6 +509,7 @@ class DockerRuntime(Runtime):
             if container is not None:
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
+                self._drop_secrets(container)
             if not keep_image:
                 with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.NotFound):
                     self.client.images.remove(self.image_tag(spec))
@@ -604,6 +699,14 @@ class DockerRuntime(Runtime):
                 self._events_stream.close()
         if self._events_thread is not None:
             self._events_thread.join(timeout=5)
+
+
+def default_secrets_dir(instance: str, data_dir: Path) -> Path:
+    """Where the secrets files of an instance's containers live: on the host's tmpfs (/dev/shm), else the data dir."""
+    shm = Path(SECRETS_TMPFS)
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm / f"jupyter-deploy-{instance}"
+    return Path(data_dir) / "secrets-run"
 
 
 def _kill_quietly(container: Any) -> None:

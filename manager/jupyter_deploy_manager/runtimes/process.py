@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..builder import CONTRACT_PACKAGE, RUNNER_PACKAGE, Wheelhouse, install_command, stage_runner
+from ..builder import (
+    CONTRACT_PACKAGE,
+    PIP_TIMEOUT,
+    PIP_TIMEOUT_SETTING,
+    RUNNER_PACKAGE,
+    Wheelhouse,
+    install_command,
+    stage_runner,
+)
 from .base import (
+    OUT_OF_MEMORY_EXIT,
     PERMANENT_EXITS,
     Endpoint,
     Lock,
@@ -31,6 +40,7 @@ from .base import (
     host_python,
     run_streamed,
 )
+from .limits import Limiter, Placement
 
 EventSink = Callable[[str, str, str, str], None]
 """on_event(service, version, event, message); events: crashed, restarted, failed."""
@@ -45,7 +55,10 @@ QUICK_CRASH_WINDOW = 60.0
 """A process that ran longer than this before dying resets the crash count."""
 
 LOG_ROTATE_BYTES = 10 * 2**20
-"""service.log is moved to service.log.1 at a (re)start once it is this big."""
+"""service.log is moved to service.log.1 once it is this big (``ManagerApp.service_log_bytes``), while it runs too."""
+
+LOG_CHECK_EVERY = 5
+"""Monitor rounds (of 0.2 s) between two looks at the size of each running version's service.log."""
 
 RUNNER_UID_BASE = 200_000
 """First uid (and gid) given to an isolated runner; each version gets one of its own, which no login uses."""
@@ -169,6 +182,32 @@ def _tail(path: Path, lines: int) -> str:
     return "".join(parts[-lines:])
 
 
+def _rotate_in_place(path: Path) -> None:
+    """Move a log a runner still appends to into ``<name>.1``: copy it, then empty it where it is.
+
+    The runner writes through a descriptor opened with O_APPEND, so after the truncation its next line
+    lands at the start of the emptied file (a rename would leave it writing to the moved one). What is
+    written between the copy's last read and the truncation, one system call apart, is lost.
+    """
+    kept = path.with_suffix(path.suffix + ".1")
+    tmp = path.with_suffix(path.suffix + ".1.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(path, "r+b") as src, open(fd, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        src.truncate(0)
+    os.replace(tmp, kept)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    """A file's bytes from ``offset`` on (nothing when it is gone or shorter)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read()
+    except OSError:
+        return b""
+
+
 @dataclass
 class _Proc:
     """One version's runner process as the monitor sees it."""
@@ -186,6 +225,11 @@ class _Proc:
     crashes: list[float] = field(default_factory=list)
     restart_at: float | None = None
     uid: int | None = None
+    # The runner's own cgroups (memory, cpu) and their OOM-kill count when it started.
+    cgroups: tuple[str, ...] = ()
+    oom_kills: int = 0
+    # The deploy's variables and secret values, in memory only, for this process and its restarts.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class ProcessRuntime(Runtime):
@@ -194,13 +238,19 @@ class ProcessRuntime(Runtime):
     name = "process"
 
     def __init__(self, data_dir: Path, instance: str, on_event: EventSink | None = None,
-                 cache_dir: Path | None = None, isolate: bool | None = None) -> None:
+                 cache_dir: Path | None = None, isolate: bool | None = None, memory: str | None = None,
+                 cpus: float | None = None, limits: str = "auto", pip_timeout: float | None = PIP_TIMEOUT,
+                 log_rotate_bytes: int = LOG_ROTATE_BYTES) -> None:
         self.data_dir = Path(data_dir)
         self.instance = instance
         self.on_event = on_event
         # Wheels and venvs are keyed by content, so several managers may share them.
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir
-        self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse")
+        self.wheelhouse = Wheelhouse(self.cache_dir / "wheelhouse", pip_timeout)
+        # The same memory and CPU limits as a container: a cgroup per runner, else an address-space rlimit.
+        self.memory = memory
+        self.limiter = Limiter(instance, memory, cpus, limits)
+        self.log_rotate_bytes = log_rotate_bytes
         self.venvs = self.cache_dir / "venvs"
         self.versions = self.data_dir / "versions"
         # A runner runs deployed code: as root it could read the manager's environment (the admin
@@ -211,6 +261,7 @@ class ProcessRuntime(Runtime):
         self._procs: dict[str, _Proc] = {}
         self._table = threading.RLock()
         self._keyed_locks: dict[str, threading.Lock] = {}
+        self._log_lock = threading.Lock()
         self._closing = threading.Event()
         self._adopt_all()
         self._monitor = threading.Thread(target=self._watch, name=f"jd-process-monitor-{instance}", daemon=True)
@@ -352,12 +403,12 @@ class ProcessRuntime(Runtime):
             log(f"created venv {venv} in {time.monotonic() - started:.1f} s")
         return venv
 
-    @staticmethod
-    def _run(cmd: list[str], log: LogSink, what: str) -> None:
+    def _run(self, cmd: list[str], log: LogSink, what: str) -> None:
         # The host's pip.conf (index URLs, user installs) must not steer an offline venv install.
         env = dict(_clean_env(), PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
         # Venvs are shared read-only by runners of other uids: world-readable whatever the manager's umask.
-        code, tail = run_streamed(cmd, log, env, umask=0o022)
+        code, tail = run_streamed(cmd, log, env, umask=0o022, timeout=self.wheelhouse.pip_timeout,
+                                  limit=PIP_TIMEOUT_SETTING)
         if code != 0:
             raise RuntimeError_(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
@@ -386,7 +437,7 @@ class ProcessRuntime(Runtime):
     def _write_state(self, proc: _Proc, status: str) -> None:
         state = {"service": proc.service, "version": proc.version, "key": proc.key, "pid": proc.pid,
                  "port": proc.port, "python": proc.python, "status": status, "instance": self.instance,
-                 "uid": proc.uid, "time": time.time()}
+                 "uid": proc.uid, "cgroups": list(proc.cgroups), "time": time.time()}
         path = proc.stage / "state.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -417,7 +468,8 @@ class ProcessRuntime(Runtime):
             return None
         proc = _Proc(service=state["service"], version=state["version"], key=state["key"], stage=stage,
                      python=state["python"], port=int(state["port"]), pid=int(state["pid"]), started=time.time(),
-                     uid=state.get("uid"))
+                     uid=state.get("uid"), cgroups=tuple(state.get("cgroups") or ()))
+        proc.oom_kills = self.limiter.oom_kills(proc.cgroups)
         if not self._alive(proc):
             return None
         with self._table:
@@ -437,28 +489,49 @@ class ProcessRuntime(Runtime):
         if not proc.port or not _port_free(proc.port):
             proc.port = _free_port()
         log_path = proc.stage / "service.log"
-        with contextlib.suppress(OSError):
-            if log_path.stat().st_size > LOG_ROTATE_BYTES:
+        with self._log_lock, contextlib.suppress(OSError):
+            if log_path.stat().st_size > self.log_rotate_bytes:
                 os.replace(log_path, log_path.with_suffix(".log.1"))
+        try:
+            placement = self.limiter.place(proc.key)
+        except OSError as exc:
+            raise RuntimeError_(f"cannot set the memory and CPU limits of {proc.service} {proc.version}: {exc}") from exc
+        proc.cgroups = placement.cgroups
+        proc.oom_kills = self.limiter.oom_kills(placement.cgroups)
         cmd = [proc.python, "-m", RUNNER_PACKAGE, "--bundle", str(proc.stage / "bundle"),
                "--host", HOST, "--port", str(proc.port)]
+        if placement.address_space is not None:
+            # Past an address-space limit an allocation fails inside the runner: it exits, as if OOM-killed.
+            cmd.append("--exit-on-memory-error")
         env = dict(_clean_env(_ENV_KEEP), PYTHONPATH=str(proc.stage), PYTHONUNBUFFERED="1",
-                   PYTHONDONTWRITEBYTECODE="1", JUPYTER_DEPLOY_INSTANCE=self.instance)
+                   PYTHONDONTWRITEBYTECODE="1", JUPYTER_DEPLOY_INSTANCE=self.instance,
+                   **self.limiter.memory_env(placement))
         home = proc.stage / "home"
         home.mkdir(exist_ok=True)
         env.update(HOME=str(home), TMPDIR=str(home), USER="jupyter-deploy-runner", LOGNAME="jupyter-deploy-runner")
+        # Under the runtime's own variables: the contract refuses deploys naming those anyway.
+        env = {**proc.env, **env}
         if proc.uid is not None:
             # The stage is re-granted at each start: a manager upgrade may have staged it before isolation.
             self._grant(proc.stage, proc.uid)
+        confine = self.limiter.preexec(placement, proc.uid)
         ids: dict[str, Any] = {} if proc.uid is None else {"user": proc.uid, "group": proc.uid, "extra_groups": []}
+        if confine is not None:
+            # The child joins its cgroup (as root) and drops to the runner's uid itself, in that order.
+            ids = {"preexec_fn": confine}
         with open(log_path, "ab") as fh:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            fh.write(f"--- {stamp} starting {proc.service} {proc.version} on {HOST}:{proc.port}\n".encode())
+            fh.write(f"--- {stamp} starting {proc.service} {proc.version} on {HOST}:{proc.port} "
+                     f"({self.limiter.describe()})\n".encode())
             fh.flush()
-            # A new session: the runner outlives a manager restart and stop() can signal its group.
-            proc.popen = subprocess.Popen(cmd, cwd=proc.stage, env=env, stdin=subprocess.DEVNULL, stdout=fh,
-                                          stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                          umask=0o077, **ids)
+            try:
+                # A new session: the runner outlives a manager restart and stop() can signal its group.
+                proc.popen = subprocess.Popen(cmd, cwd=proc.stage, env=env, stdin=subprocess.DEVNULL, stdout=fh,
+                                              stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                              umask=0o077, **ids)
+            except subprocess.SubprocessError as exc:
+                raise RuntimeError_(f"cannot start {proc.service} {proc.version} in its cgroup "
+                                    f"({self.limiter.describe()}): {exc}") from exc
         proc.pid = proc.popen.pid
         proc.started = time.time()
         proc.restart_at = None
@@ -471,6 +544,8 @@ class ProcessRuntime(Runtime):
         with self._keyed(spec.key), self._table:
             proc = self._procs.get(spec.key) or self._adopt(stage)
             if proc is not None and proc.wanted and self._alive(proc):
+                # Adopted after a manager restart: its environment is known again for the next restart.
+                proc.env = {**spec.env, **spec.secrets}
                 return Endpoint(HOST, proc.port)
             venv = self.venv_dir(spec.lock)
             if not (venv / ".complete").exists():
@@ -481,13 +556,18 @@ class ProcessRuntime(Runtime):
             old = self._read_state(stage) or {}
             fresh = _Proc(service=spec.service, version=spec.version, key=spec.key, stage=stage,
                           python=str(venv / "bin" / "python"), port=int(old.get("port") or 0),
-                          uid=self._runner_uid(spec))
+                          uid=self._runner_uid(spec), env={**spec.env, **spec.secrets})
             self._spawn(fresh)
             self._procs[spec.key] = fresh
             return Endpoint(HOST, fresh.port)
 
     def _terminate(self, proc: _Proc, timeout: float = 10.0) -> None:
-        """SIGTERM the runner's process group, SIGKILL it if it lingers."""
+        """SIGTERM the runner's process group, SIGKILL it if it lingers, then whatever it left in its cgroup."""
+        self._stop_group(proc, timeout)
+        # Like a container, the cgroup is the unit: processes the runner moved to sessions of their own go too.
+        self.limiter.kill_rest(proc.cgroups)
+
+    def _stop_group(self, proc: _Proc, timeout: float) -> None:
         if not self._alive(proc):
             if proc.popen is not None:
                 proc.popen.poll()
@@ -524,6 +604,7 @@ class ProcessRuntime(Runtime):
                 return
             self._terminate(proc)
             self._write_state(proc, "stopped")
+            self.limiter.release(proc.cgroups)
 
     def remove(self, spec: VersionSpec, keep_image: bool = False) -> None:
         """Stop the process and delete its state (and, unless ``keep_image``, its stage); venvs are shared."""
@@ -531,6 +612,7 @@ class ProcessRuntime(Runtime):
             proc = self._take(spec)
             if proc is not None:
                 self._terminate(proc)
+                self.limiter.release(proc.cgroups)
             with self._table:
                 self._procs.pop(spec.key, None)
             stage = self.stage_dir(spec)
@@ -538,6 +620,10 @@ class ProcessRuntime(Runtime):
                 (stage / "state.json").unlink(missing_ok=True)
             else:
                 shutil.rmtree(stage, ignore_errors=True)
+
+    def retire(self, spec: VersionSpec) -> None:
+        """Stop one generation's process and delete its stage: the venv is what generations share."""
+        self.remove(spec, keep_image=False)
 
     def state(self, spec: VersionSpec) -> str:
         """running, exited (started before, not running now) or missing (never started / removed)."""
@@ -591,18 +677,36 @@ class ProcessRuntime(Runtime):
         path = self.stage_dir(spec) / "service.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
-        with open(path, "rb") as fh:
+        fh = open(path, "rb")
+        try:
             fh.seek(0, os.SEEK_END)
             pending = b""
             while not stop.is_set():
                 chunk = fh.read(65536)
                 if not chunk:
                     stop.wait(0.2)
-                    continue
+                    try:
+                        current = os.stat(path)
+                    except OSError:
+                        continue
+                    if current.st_ino != os.fstat(fh.fileno()).st_ino:
+                        # Moved aside at a restart: finish the old file, then follow the new one from its start.
+                        chunk = fh.read()
+                        fh.close()
+                        fh = open(path, "rb")
+                    elif current.st_size < fh.tell():
+                        # Rotated while running (copied to .1, then emptied in place): what was written after
+                        # our position before the copy is in the copy; then the emptied file from its start.
+                        chunk = _read_from(path.with_suffix(path.suffix + ".1"), fh.tell())
+                        fh.seek(0)
+                    if not chunk:
+                        continue
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     yield line.decode(errors="replace")
+        finally:
+            fh.close()
 
     def managed(self) -> list[tuple[str, str]]:
         """(service, version) of every version started and not removed, running or not."""
@@ -617,6 +721,7 @@ class ProcessRuntime(Runtime):
     # -- monitor -------------------------------------------------------------------------
 
     def _watch(self) -> None:
+        rounds = 0
         while not self._closing.wait(0.2):
             events: list[tuple[str, str, str, str]] = []
             with self._table:
@@ -627,6 +732,15 @@ class ProcessRuntime(Runtime):
                         self._check(proc, events)
                     except Exception as exc:  # the monitor must survive anything one process does
                         events.append((proc.service, proc.version, "crashed", f"monitor error: {exc}"))
+                logs = [proc.stage / "service.log" for proc in self._procs.values() if proc.wanted]
+            rounds += 1
+            if rounds % LOG_CHECK_EVERY == 0:
+                # Outside the table lock: copying a big log must not hold up starts and stops.
+                for path in logs:
+                    with contextlib.suppress(OSError):
+                        if path.stat().st_size > self.log_rotate_bytes:
+                            with self._log_lock:
+                                _rotate_in_place(path)
             for event in events:
                 if self.on_event is not None:
                     with contextlib.suppress(Exception):
@@ -645,10 +759,14 @@ class ProcessRuntime(Runtime):
         if now - proc.started > QUICK_CRASH_WINDOW:
             proc.crashes.clear()
         proc.crashes.append(now)
-        last = _tail(proc.stage / "service.log", 1).strip()
-        why = f"runner exited with code {code}" if code is not None else "runner process disappeared"
-        if last:
-            why += f": {last}"
+        if code == OUT_OF_MEMORY_EXIT or self.limiter.oom_kills(proc.cgroups) > proc.oom_kills:
+            # Killed by the kernel in its cgroup, or a MemoryError at its rlimit: the words docker's runtime uses.
+            why = f"out of memory (limit {self.memory})"
+        else:
+            last = _tail(proc.stage / "service.log", 1).strip()
+            why = f"runner exited with code {code}" if code is not None else "runner process disappeared"
+            if last:
+                why += f": {last}"
         if code in PERMANENT_EXITS or len(proc.crashes) >= MAX_QUICK_CRASHES:
             proc.wanted = False
             self._write_state(proc, "failed")
@@ -683,3 +801,5 @@ class ProcessRuntime(Runtime):
             self._terminate(proc, timeout=5)
             if (proc.stage / "state.json").exists():
                 self._write_state(proc, "stopped")
+            self.limiter.release(proc.cgroups)
+        self.limiter.release_instance()
