@@ -14,6 +14,9 @@ import jupyter_deploy_contract as contract
 from .docs import ServiceDocs
 from .errors import ApiError
 from .handlers import BaseHandler
+from .pages import set_page_headers
+from .routing import Route
+from .serving import DEFAULT_CALL_TIMEOUT, RUNNER_CONNECT_TIMEOUT
 
 log = logging.getLogger("jupyter_deploy_manager")
 
@@ -25,8 +28,9 @@ _BUFFER_LIMIT = 1 << 20
 class RunnerPool:
     """One aiohttp session shared by every proxied request: connections to runners are reused."""
 
-    def __init__(self, limit: int = 256):
+    def __init__(self, limit: int = 256, call_timeout: float = DEFAULT_CALL_TIMEOUT):
         self.limit = limit
+        self.call_timeout = call_timeout
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -34,7 +38,9 @@ class RunnerPool:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=75, ttl_dns_cache=None),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                # sock_read: a service silent that long (before its answer or within it) is given up on.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=RUNNER_CONNECT_TIMEOUT,
+                                              sock_read=self.call_timeout),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
             )
@@ -63,7 +69,7 @@ class ServiceProxyHandler(BaseHandler):
                 # No such service can exist, and the page would otherwise echo the name into its script.
                 raise ApiError(404, f"no service named {name!r}", "unknown-service")
             # The page holds no service data: it asks for a token, then loads the document with it.
-            self.set_header("Content-Type", "text/html; charset=utf-8")
+            set_page_headers(self)
             self.finish(ServiceDocs.page(self, name, version))
             return
         if path == "openapi.json":
@@ -82,6 +88,8 @@ class ServiceProxyHandler(BaseHandler):
         route = routing.pick(name) if version is None else routing.version(name, version)
         if route is None:
             raise self._not_routable(name, version)
+        # Counted before the first await: a version leaving service sees every call routed to it.
+        self._count(route)
         shadows = routing.shadows(name) if version is None and method == "POST" else ()
         headers = {"Content-Type": self.request.headers.get("Content-Type", "application/json")}
         session = self.settings["jd_pool"].session()
@@ -91,14 +99,23 @@ class ServiceProxyHandler(BaseHandler):
         started = time.perf_counter()
         try:
             resp = await session.request(method, f"{route.url}/{path}", data=body, headers=headers)
+        except aiohttp.SocketTimeoutError as exc:
+            # The runner has the call and is still on it: sending it again would run it twice.
+            raise self._timed_out(name) from exc
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             # The runner may have been restarted elsewhere (new port); look again once.
             fresh = await deployments.refresh_route(route)
             if fresh is None or fresh.endpoint == route.endpoint:
-                raise self._unreachable(name, route.url, exc) from exc
+                fresh = self._fallback(name, version, route, exc)
+                if fresh is None:
+                    raise self._unreachable(name, route.url, exc) from exc
+            # Whoever takes the call now is who answers it: the header and the monitor record name it.
             route = fresh
+            self._count(route)
             try:
                 resp = await session.request(method, f"{route.url}/{path}", data=body, headers=headers)
+            except aiohttp.SocketTimeoutError as again:
+                raise self._timed_out(name) from again
             except (aiohttp.ClientError, asyncio.TimeoutError) as again:
                 raise self._unreachable(name, route.url, again) from again
         except aiohttp.ClientError as exc:
@@ -127,12 +144,51 @@ class ServiceProxyHandler(BaseHandler):
                     await self.flush()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 if not self._headers_written:
+                    if isinstance(exc, aiohttp.SocketTimeoutError):
+                        raise self._timed_out(name) from exc
                     raise self._unreachable(name, route.url, exc) from exc
                 # Half an answer is out: closing tells the client it is cut, a clean end would not.
                 log.warning("service %s broke off its answer: %s", name, exc)
                 self.request.connection.close()
                 return
             self.finish()
+
+    def _count(self, route: Route) -> None:
+        """The call is in flight to ``route`` (and no longer to the one it was counted for before)."""
+        inflight = self.deployments.routing.inflight
+        previous = getattr(self, "_counted", None)
+        if previous is not None:
+            inflight.ended(previous)
+        self._counted: Route | None = route
+        inflight.started(route)
+
+    def _uncount(self) -> None:
+        route = getattr(self, "_counted", None)
+        if route is not None:
+            self._counted = None
+            self.deployments.routing.inflight.ended(route)
+
+    def on_finish(self) -> None:
+        """The answer is out (or the error): the call no longer holds its version."""
+        self._uncount()
+
+    def on_connection_close(self) -> None:
+        """The caller left; nobody waits for what the runner still does."""
+        self._uncount()
+
+    def _fallback(self, name: str, version: str | None, route: Route, exc: BaseException) -> Route | None:
+        """Main's route for a call the canary could not take, else None.
+
+        Only when no connection to the canary was made: the call never reached it, so main is the one
+        to run it; a call cut off after it was sent is not run twice.
+        """
+        if version is not None or not isinstance(exc, aiohttp.ClientConnectorError):
+            return None
+        main = self.deployments.routing.main(name)
+        if main is None or main.version == route.version:
+            return None
+        log.warning("canary %s %s did not answer; main %s takes the call", name, route.version, main.version)
+        return main
 
     async def _mirror(
         self, name: str, shadow: str, path: str, body: bytes | None, headers: dict[str, str], status: int, answer: bytes
@@ -152,6 +208,12 @@ class ServiceProxyHandler(BaseHandler):
             routing.shadow_result(name, shadow, "error")
             return
         routing.shadow_result(name, shadow, "same" if same else "differ")
+
+    def _timed_out(self, name: str) -> ApiError:
+        limit = self.settings["jd_pool"].call_timeout
+        log.warning("service %s sent no answer within %g s (ManagerApp.call_timeout)", name, limit)
+        return ApiError(504, f"service {name!r} sent no answer within {limit:g} s (the manager's limit, set with "
+                             f"ManagerApp.call_timeout); the call may still be running in the service", "timeout")
 
     @staticmethod
     def _unreachable(name: str, url: str, exc: BaseException) -> ApiError:
