@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -91,6 +92,7 @@ class ManagerProcess:
         """Stop the manager and everything it started: processes, containers, images, networks."""
         self.stop()
         kill_processes_under(self.data_dir)
+        remove_runner_cgroups(self.data_dir)
         instance_file = self.data_dir / "instance"
         if instance_file.exists():
             remove_docker_objects(instance_file.read_text().strip())
@@ -122,6 +124,34 @@ def kill_processes_under(path: Path) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
             except OSError:
                 pass
+
+
+def remove_runner_cgroups(data_dir: Path, timeout: float = 10.0) -> None:
+    """Remove the cgroups the process runtime made for the runners of ``data_dir`` (named in their state files)."""
+    from jupyter_deploy_manager.runtimes.limits import Limiter
+
+    leaves = []
+    for state in (data_dir / "versions").glob("*/state.json"):
+        try:
+            leaves += [Path(c) for c in json.loads(state.read_text()).get("cgroups") or ()]
+        except (OSError, ValueError):
+            continue
+    deadline = time.monotonic() + timeout
+    for leaf in leaves:
+        Limiter.kill_rest([str(leaf)])
+        # A killed process leaves its cgroup when the kernel has reaped it, a moment after the signal.
+        while leaf.exists() and time.monotonic() < deadline:
+            try:
+                leaf.rmdir()
+            except OSError:
+                time.sleep(0.05)
+    # The instance's directories, then the one they share with other instances, each if now empty.
+    for directory in sorted({leaf.parent for leaf in leaves} | {leaf.parent.parent for leaf in leaves},
+                            key=lambda d: -len(d.parts)):
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
 
 
 def remove_docker_objects(instance: str) -> None:

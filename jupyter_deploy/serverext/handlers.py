@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any, Callable
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -33,8 +34,22 @@ def error_reply(exc: DeployError, *, login: bool = False) -> tuple[int, dict[str
     return status, error_body(exc.reason or "error", exc.message)
 
 
+AUTH_RESOURCE = "jupyter_deploy"
+"""What the Jupyter server's Authorizer is asked about: ``read`` (GET), ``write`` (POST, DELETE), ``execute``
+(a docs link, whose token calls the service). A read-only collaborator may look, not change or delete."""
+
+
 class DeployHandler(APIHandler):
     """Base: the session object, JSON bodies, DeployError → ``{"message", "reason"}``."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """JSON errors; the Jupyter server's own refusals (its Authorizer said no) get the reason ``forbidden``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 403 and isinstance(exc, web.HTTPError) and not exc.reason:
+            exc.reason = "forbidden"
+        super().write_error(status_code, **kwargs)
 
     @property
     def session(self) -> JupyterDeploy:
@@ -77,6 +92,7 @@ class StatusHandler(DeployHandler):
     """``GET status``: configured, logged in, reachable."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """The state the sidebar shows."""
         await self.run(self.session.status)
@@ -86,6 +102,7 @@ class LoginHandler(DeployHandler):
     """``POST login``: exchange a password for a token kept server-side."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Log in; answer the new status."""
         body = self.json_body("url", "username", "password")
@@ -99,6 +116,7 @@ class LogoutHandler(DeployHandler):
     """``POST logout``: forget the stored login."""
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         """Log out; answer the new status."""
         await self.run(self.session.logout)
@@ -108,6 +126,7 @@ class ServicesHandler(DeployHandler):
     """``GET services``: every service with its versions."""
 
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         """List services."""
         await self.run(lambda: {"services": self.session.services()})
@@ -117,12 +136,14 @@ class ServiceHandler(DeployHandler):
     """``GET`` / ``DELETE services/{name}``."""
 
     @web.authenticated
+    @authorized
     async def get(self, name: str) -> None:
         """One service."""
         self.check_names(name)
         await self.run(lambda: self.session.call(lambda c: c.service(name)))
 
     @web.authenticated
+    @authorized
     async def delete(self, name: str) -> None:
         """Stop and remove the service."""
         self.check_names(name)
@@ -139,6 +160,7 @@ class VersionHandler(DeployHandler):
     """``DELETE services/{name}/versions/{version}``."""
 
     @web.authenticated
+    @authorized
     async def delete(self, name: str, version: str) -> None:
         """Remove one version."""
         self.check_names(name, version)
@@ -149,6 +171,7 @@ class ActionHandler(DeployHandler):
     """``POST services/{name}[/versions/{version}]/(stop|start|restart)``."""
 
     @web.authenticated
+    @authorized
     async def post(self, name: str, version: str | None, action: str) -> None:
         """Act on the service or one version."""
         self.check_names(name, version)
@@ -159,6 +182,7 @@ class PromoteHandler(DeployHandler):
     """``POST services/{name}/promote`` with ``{"version": ...}``."""
 
     @web.authenticated
+    @authorized
     async def post(self, name: str) -> None:
         """Make a version main."""
         self.check_names(name)
@@ -170,6 +194,7 @@ class LogsHandler(DeployHandler):
     """``GET services/{name}/logs?tail=N&version=V``."""
 
     @web.authenticated
+    @authorized
     async def get(self, name: str) -> None:
         """The last lines of the service's log as ``{"text": ...}``."""
         try:
@@ -186,6 +211,8 @@ class DocsLinkHandler(DeployHandler):
     """``GET services/{name}/docs-link``: the docs page, authorized for that service only."""
 
     @web.authenticated
+    # The link carries a token that calls the service: running code, not reading.
+    @authorized("execute")
     async def get(self, name: str) -> None:
         """The URL to open in a docs tab."""
         self.check_names(name)

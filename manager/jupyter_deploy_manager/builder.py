@@ -32,6 +32,12 @@ CONTRACT_PACKAGE = "jupyter_deploy_contract"
 PIP_NETWORK_TIMEOUT = 60
 """Seconds pip waits on one network operation before it gives up (pip's --timeout)."""
 
+PIP_TIMEOUT = 900.0
+"""Seconds one pip run (download, index lookup, install) may take in all (``ManagerApp.pip_timeout``)."""
+
+PIP_TIMEOUT_SETTING = "ManagerApp.pip_timeout"
+"""The setting named when pip runs over its time."""
+
 SourceBuilder = Callable[[Lock, "list[Requirement]", Path, LogSink], None]
 """Builds wheels of requirements that have none, away from the host, into the given directory."""
 
@@ -92,9 +98,11 @@ def _pinned_version(req: Requirement) -> str | None:
 class Wheelhouse:
     """A directory of wheels shared by every lock, filled by the host's pip."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pip_timeout: float | None = PIP_TIMEOUT) -> None:
         self.root = Path(root)
         self._done = self.root / ".done"
+        # pip runs while the wheelhouse lock is held: a hung download must not block every other build.
+        self.pip_timeout = pip_timeout
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -246,7 +254,7 @@ class Wheelhouse:
             cmd += ["--python-version", lock.python, "--implementation", "cp"]
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
         lines: list[str] = []
-        code, _ = run_streamed(cmd, lines.append, env)
+        code, _ = run_streamed(cmd, lines.append, env, timeout=self.pip_timeout, limit=PIP_TIMEOUT_SETTING)
         listed = next((line.split(":", 1)[1] for line in lines if line.startswith("Available versions:")), "")
         versions = [v.strip() for v in listed.split(",") if v.strip()]
         return code == 0 and any(req.specifier.contains(v, prereleases=True) for v in versions)
@@ -277,7 +285,7 @@ class Wheelhouse:
                 with contextlib.suppress(InvalidWheelFilename, InvalidVersion):
                     saved[canonicalize_name(parse_wheel_filename(fname)[0])] = fname
 
-        code, tail = run_streamed(cmd, read, env)
+        code, tail = run_streamed(cmd, read, env, timeout=self.pip_timeout, limit=PIP_TIMEOUT_SETTING)
         return saved, missing, code, tail
 
 

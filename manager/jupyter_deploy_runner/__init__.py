@@ -16,3 +16,7 @@ EXIT_REFUSED = 3
 
 EXIT_LOAD_FAILED = 4
 """Exit status when the checks passed but unpickling the payload failed."""
+
+EXIT_OUT_OF_MEMORY = 5
+"""Exit status after a MemoryError under ``--exit-on-memory-error`` (an address-space limit): restarted, reported
+as out of memory."""

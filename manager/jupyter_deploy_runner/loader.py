@@ -88,6 +88,8 @@ def load(bundle_dir: Path) -> Loaded:
 
     try:
         obj = cloudpickle.loads(payload)
+    except MemoryError:
+        raise  # the memory limit, not the payload: main() reports it as such
     except Exception as exc:
         hint = "; is it in the service's requirements?" if isinstance(exc, ImportError) else ""
         raise StartupError(

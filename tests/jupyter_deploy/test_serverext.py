@@ -170,3 +170,66 @@ def test_manager_url_from_configuration(jupyter_factory, manager):
     status = server.api("GET", "status").json()
     assert status["manager_url"] == manager.url and status["reachable"] is True and status["logged_in"] is False
     assert status["public_url"] == "http://deploy.example:9"
+
+
+READ_ONLY_AUTHORIZER = '''
+"""A shared Jupyter server's read-only collaborator: may read anything, change and run nothing."""
+
+import json
+
+from jupyter_server.auth import Authorizer
+
+
+class ReadOnly(Authorizer):
+    """Says yes to "read" only, and writes down what it was asked."""
+
+    def is_authorized(self, handler, user, action, resource):
+        with open(ASKED, "a") as fh:
+            fh.write(json.dumps([resource, action]) + "\\n")
+        return action == "read"
+'''
+
+
+def test_a_read_only_collaborator_can_look_but_not_change(jupyter_factory, manager, tmp_path):
+    """Every route asks the Jupyter server's Authorizer (resource ``jupyter_deploy``): read yes, write and run no."""
+    from jupyter_deploy.config import save
+
+    deployment = jupyter_deploy.deploy("greeter", [greet], url=manager.url, token=manager.token,
+                                       progress=Progress("greeter", rich=False, stream=io.StringIO()))
+    authz = tmp_path / "authz"
+    authz.mkdir()
+    asked = tmp_path / "asked.jsonl"
+    (authz / "readonly_authz.py").write_text(f"ASKED = {str(asked)!r}\n" + READ_ONLY_AUTHORIZER)
+    server = jupyter_factory("server", extra_args=["--ServerApp.authorizer_class=readonly_authz.ReadOnly"],
+                             env={"PYTHONPATH": str(authz)})
+    # The owner of the server logged in; the collaborator uses that login through the extension.
+    credentials = save(manager.url, manager.token, "admin", server.deploy_config)
+
+    assert server.api("GET", "status").json()["logged_in"] is True
+    [listed] = server.api("GET", "services").json()["services"]
+    assert listed["name"] == "greeter"
+    assert server.api("GET", "services/greeter").ok
+    assert server.api("GET", "services/greeter/logs", params={"tail": 5}).ok
+
+    refused = [
+        ("DELETE", "services/greeter", {}),
+        ("DELETE", f"services/greeter/versions/{deployment.version}", {}),
+        ("POST", "services/greeter/stop", {}),
+        ("POST", f"services/greeter/versions/{deployment.version}/restart", {}),
+        ("POST", "services/greeter/promote", {"json": {"version": deployment.version}}),
+        ("POST", "logout", {}),
+        ("POST", "login", {"json": {"url": manager.url, "username": "admin", "password": manager.password}}),
+        # A docs link hands out a token that calls the service: that is running code, not reading.
+        ("GET", "services/greeter/docs-link", {}),
+    ]
+    for method, path, kwargs in refused:
+        resp = server.api(method, path, **kwargs)
+        assert resp.status_code == 403, (method, path, resp.status_code, resp.text)
+        assert resp.json()["reason"] == "forbidden" and "jupyter_deploy" in resp.json()["message"], resp.text
+
+    # Nothing happened on the manager, and the owner's login is still there.
+    service = manager.client().service("greeter")
+    assert service["status"] == "running" and [v["version"] for v in service["versions"]] == [deployment.version]
+    assert json.loads(credentials.read_text())["token"] == manager.token
+    questions = {tuple(json.loads(line)) for line in asked.read_text().splitlines()}
+    assert {("jupyter_deploy", "read"), ("jupyter_deploy", "write"), ("jupyter_deploy", "execute")} <= questions
