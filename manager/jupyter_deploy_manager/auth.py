@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import hashlib
 import hmac
+import ipaddress
+import math
+import os
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar, Union
 
 from .errors import ApiError
 from .store import Store, TokenRecord, User
@@ -20,8 +30,42 @@ USERNAME_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 """What a new user name must be (whole string): short, lowercase, safe in paths and shells."""
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
-"""Longest password taken: scrypt runs on the event loop, so its input stays bounded."""
+"""Longest password taken: each one is hashed, so its input stays bounded."""
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+PASSWORD_THREADS = max(1, (os.cpu_count() or 2) // 2)
+"""Threads hashing passwords (scrypt: tens of ms of CPU and 16 MiB each), never the event loop; at most half
+the cores, so a flood of logins leaves the proxy a core of its own."""
+
+DEFAULT_LOGIN_TOKEN_LIFETIME = 30 * 24 * 3600.0
+"""Seconds a token from ``/api/login`` stays valid (``ManagerApp.login_token_lifetime``)."""
+
+DEFAULT_TOKEN_CLEANUP_INTERVAL = 3600.0
+"""Seconds between two removals of expired tokens from the database (``ManagerApp.token_cleanup_interval``)."""
+
+MIN_TOKEN_CLEANUP_INTERVAL = 1.0
+"""Shortest interval between two removals of expired tokens, in seconds, whatever is configured."""
+
+LOGIN_FREE_FAILURES = 10
+"""Failed logins of one user from one address before every further try has to wait."""
+
+LOGIN_ADDRESS_FREE_FAILURES = 100
+"""Failed logins from one address, whatever the user names, before every further try from it has to wait."""
+
+LOGIN_BACKOFF = 5.0
+"""Seconds of the first wait after the free failures; each further failure doubles it."""
+
+LOGIN_BACKOFF_MAX = 900.0
+"""Longest wait between two tries, in seconds."""
+
+LOGIN_FORGET_AFTER = 3600.0
+"""Seconds without a failure after which a user and address start afresh."""
+
+LOGIN_LIMITER_KEYS = 10_000
+"""(user, address) pairs and addresses the limiter remembers; the longest without a failure go first."""
+
+T = TypeVar("T")
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 def hash_password(password: str) -> str:
@@ -95,10 +139,26 @@ class Principal:
 class Auth:
     """Verifies passwords and tokens; caches verified tokens briefly for the proxy's hot path."""
 
-    def __init__(self, store: Store, cache_seconds: float = 10.0):
+    def __init__(self, store: Store, cache_seconds: float = 10.0,
+                 login_token_lifetime: float = DEFAULT_LOGIN_TOKEN_LIFETIME, limiter: LoginLimiter | None = None):
         self.store = store
         self.cache_seconds = cache_seconds
+        self.login_token_lifetime = login_token_lifetime
+        self.limiter = limiter or LoginLimiter()
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._hashing = ThreadPoolExecutor(PASSWORD_THREADS, thread_name_prefix="password")
+
+    async def hashing(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` (anything that hashes a password: login, add_user, set_password) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._hashing, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        """Stop the password threads."""
+        self._hashing.shutdown(wait=False, cancel_futures=True)
+
+    def purge_expired(self) -> int:
+        """Remove expired tokens from the database; return how many went."""
+        return self.store.delete_expired_tokens(time.time())
 
     def ensure_admin(self, password: str | None) -> str | None:
         """Create the admin user on first start; return a generated password to print once, if any."""
@@ -114,17 +174,29 @@ class Auth:
             self.store.put_user("admin", hash_password(password), "admin")
         return None
 
-    def login(self, username: str, password: str) -> tuple[str, TokenRecord] | None:
-        """Check a password and issue a token matching the user's role, or None."""
+    def login(self, username: str, password: str, address: str = "") -> tuple[str, TokenRecord]:
+        """Check a password and issue an expiring token matching the user's role; 401 if wrong, 429 while waiting.
+
+        Blocking (scrypt): call it through ``hashing``. The limiter is asked here, in the password threads, so
+        attempts queued at once are judged one after the other, each knowing the failures before it.
+        """
+        wait = self.limiter.wait(address, username)
+        if wait > 0:
+            raise ApiError(429, f"too many failed logins of {username!r} from this address; try again in "
+                                f"{math.ceil(wait)} s", "rate-limited", headers={"Retry-After": str(math.ceil(wait))})
         user = self.store.get_user(username)
         if user is None:
             # Spend the same time as a real check so user names cannot be probed.
             check_password(password, hash_password("x"))
-            return None
-        if not check_password(password, user.password_hash):
-            return None
+            ok = False
+        else:
+            ok = check_password(password, user.password_hash)
+        if not ok or user is None:
+            self.limiter.failed(address, username)
+            raise ApiError(401, "wrong username or password", "bad-credentials")
+        self.limiter.succeeded(address, username)
         scope = "admin" if user.role == "admin" else "deploy"
-        return self.issue(username, scope, None, None, note="login")
+        return self.issue(username, scope, None, self.login_token_lifetime or None, note="login")
 
     def issue(
         self,
@@ -229,26 +301,122 @@ def _checked_password(password: object) -> str:
     return password
 
 
+@dataclass
+class _Failures:
+    count: int
+    last: float
+
+
 class LoginLimiter:
-    """Refuses logins for a while after too many failures from one address or for one user."""
+    """Makes failed logins wait, per user and address, with a backoff, in bounded memory.
 
-    def __init__(self, max_failures: int = 10, window: float = 60.0):
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, list[float]] = {}
+    Keyed by (user, address), so failures from one address never keep a user out who logs in from another;
+    and by address alone with a larger allowance, for one address trying many user names. After the free
+    failures each try waits ``backoff`` seconds after the last failure, doubled at every further failure up
+    to ``backoff_max``; a success clears the pair. Thread-safe: logins are checked in the password threads.
+    """
 
-    def _recent(self, key: str) -> list[float]:
-        cutoff = time.monotonic() - self.window
-        stamps = [t for t in self._failures.get(key, []) if t > cutoff]
-        self._failures[key] = stamps
-        return stamps
+    def __init__(self, free: int = LOGIN_FREE_FAILURES, address_free: int = LOGIN_ADDRESS_FREE_FAILURES,
+                 backoff: float = LOGIN_BACKOFF, backoff_max: float = LOGIN_BACKOFF_MAX,
+                 forget_after: float = LOGIN_FORGET_AFTER, max_keys: int = LOGIN_LIMITER_KEYS):
+        self.free = free
+        self.address_free = address_free
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.forget_after = forget_after
+        self.max_keys = max_keys
+        self._failures: OrderedDict[tuple[str, ...], _Failures] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def allow(self, address: str, username: str) -> bool:
-        """Whether a login attempt may be checked now."""
-        return all(len(self._recent(k)) < self.max_failures for k in (f"ip:{address}", f"user:{username}"))
+    def _keys(self, address: str, username: str) -> tuple[tuple[tuple[str, ...], int], ...]:
+        return ((("user", username, address), self.free), (("address", address), self.address_free))
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def wait(self, address: str, username: str) -> float:
+        """Seconds before ``username`` may try again from ``address``; 0 for now."""
+        now = time.monotonic()
+        longest = 0.0
+        with self._lock:
+            for key, free in self._keys(address, username):
+                failures = self._failures.get(key)
+                if failures is None:
+                    continue
+                if now - failures.last > self.forget_after:
+                    del self._failures[key]
+                    continue
+                if failures.count >= free:
+                    # Capped exponent: the wait is capped anyway, and 2**n must stay a float.
+                    delay = min(self.backoff_max, self.backoff * 2 ** min(failures.count - free, 30))
+                    longest = max(longest, failures.last + delay - now)
+        return max(0.0, longest)
 
     def failed(self, address: str, username: str) -> None:
         """Count a failed attempt."""
         now = time.monotonic()
-        for key in (f"ip:{address}", f"user:{username}"):
-            self._recent(key).append(now)
+        with self._lock:
+            for key, _ in self._keys(address, username):
+                failures = self._failures.pop(key, None) or _Failures(0, now)
+                failures.count += 1
+                failures.last = now
+                self._failures[key] = failures  # at the end: the most recently failed are forgotten last
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, address: str, username: str) -> None:
+        """The right password: that user starts afresh from that address."""
+        with self._lock:
+            self._failures.pop(self._keys(address, username)[0][0], None)
+
+
+def trusted_networks(entries: Sequence[str]) -> list[Network]:
+    """Parse addresses and CIDR networks of trusted proxies; ValueError naming a bad one."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is no IP address or network: {exc}") from exc
+    return networks
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _key_of(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    # One IPv6 host usually holds a whole /64: counted per address, it would get 2**64 fresh allowances.
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def client_address(remote_ip: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The address a login comes from, as the limiter counts it.
+
+    The peer's, unless the peer is a trusted proxy: then the last address in ``X-Forwarded-For`` that is not
+    a trusted proxy itself (what a client writes there is to the left of what the proxies appended). IPv6
+    addresses count by their /64.
+    """
+    peer = _parse_ip(remote_ip)
+    if peer is None:
+        return remote_ip
+    if not forwarded_for or not any(peer in net for net in trusted):
+        return _key_of(peer)
+    hop = peer
+    for entry in reversed(forwarded_for.split(",")):
+        parsed = _parse_ip(entry)
+        if parsed is None:
+            # Unreadable, yet written by a trusted proxy: the client's own text, counted as it is.
+            return entry.strip()[:100]
+        hop = parsed
+        if not any(hop in net for net in trusted):
+            break
+    return _key_of(hop)

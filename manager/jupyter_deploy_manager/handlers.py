@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Awaitable
 from typing import Any
 
 import tornado.web
@@ -13,14 +14,56 @@ import tornado.web
 from jupyter_deploy_contract import dumps, error_body
 
 from . import __version__
-from .auth import SCOPES, Auth, Principal
+from .auth import SCOPES, Auth, Principal, client_address
 from .deployments import DeploymentService
+from .pipeline import BundleUpload
 from .errors import ApiError
 
 log = logging.getLogger("jupyter_deploy_manager")
 
 MAX_TOKEN_LIFETIME = 10 * 365 * 24 * 3600
 """Longest ``expires_in`` a new token may have, in seconds (ten years)."""
+
+FOLLOW_QUEUE_LINES = 1000
+"""Log lines kept waiting for one follower; when it reads more slowly than the log grows, newer lines are dropped."""
+
+
+class FollowQueue:
+    """The lines waiting for one log follower, bounded: what a slow follower misses is said in a marker line."""
+
+    def __init__(self, limit: int = FOLLOW_QUEUE_LINES, on_drop: Any = None) -> None:
+        self.limit = max(2, limit)
+        self.dropped = 0
+        self._on_drop = on_drop
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def _marker(self) -> str:
+        dropped, self.dropped = self.dropped, 0
+        return (f"[jupyter-deploy: {dropped} log line(s) dropped here: this follower read more slowly than "
+                f"the service wrote]")
+
+    def offer(self, line: str) -> None:
+        """Queue a line (on the loop's thread), or count it as dropped when the follower is that far behind."""
+        room = self.limit - self._lines.qsize()
+        if self.dropped and room >= 2:
+            self._lines.put_nowait(self._marker())
+        elif self.dropped or room < 1:
+            if self._on_drop is not None:
+                self._on_drop()  # once per follower: the marker lines tell the rest
+                self._on_drop = None
+            self.dropped += 1
+            return
+        self._lines.put_nowait(line)
+
+    def end(self) -> None:
+        """No more lines (never dropped)."""
+        self._lines.put_nowait(None)
+
+    async def get(self) -> str | None:
+        """The next line, or None at the end; the marker as soon as the lines before the dropped ones are out."""
+        if self.dropped and self._lines.empty():
+            return self._marker()
+        return await self._lines.get()
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -127,6 +170,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             self.set_status(exc.status)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
             body = error_body(exc.reason, exc.message)
         elif isinstance(exc, tornado.web.HTTPError):
             body = error_body(self._reason.lower().replace(" ", "-"), exc.log_message or self._reason)
@@ -155,21 +200,17 @@ class HealthHandler(BaseHandler):
 class LoginHandler(BaseHandler):
     """``POST /api/login``: a password for a token."""
 
-    def post(self) -> None:
-        """Check the password and issue a token for the user."""
+    async def post(self) -> None:
+        """Check the password (in the password threads) and issue an expiring token for the user."""
         body = self.json_body()
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(422, "login needs 'username' and 'password' strings", "invalid-input")
-        limiter = self.settings["jd_login_limiter"]
-        if not limiter.allow(self.request.remote_ip or "", username):
-            raise ApiError(429, "too many failed login attempts; wait a minute", "rate-limited")
-        result = self.auth.login(username, password)
-        if result is None:
-            limiter.failed(self.request.remote_ip or "", username)
-            raise ApiError(401, "wrong username or password", "bad-credentials")
-        token, record = result
-        self.send({"token": token, "token_id": record.id, "username": username, "scope": record.scope})
+        address = client_address(self.request.remote_ip or "", self.request.headers.get("X-Forwarded-For"),
+                                 self.settings["jd_trusted_proxies"])
+        token, record = await self.auth.hashing(self.auth.login, username, password, address)
+        self.send({"token": token, "token_id": record.id, "username": username, "scope": record.scope,
+                   "expires_at": record.public()["expires_at"]})
 
 
 class WhoAmIHandler(BaseHandler):
@@ -213,23 +254,63 @@ class ServiceHandler(BaseHandler):
         self.send({"deleted": name})
 
 
+@tornado.web.stream_request_body
 class VersionsHandler(BaseHandler):
-    """``POST /api/services/{name}/versions``: upload a bundle."""
+    """``POST /api/services/{name}/versions``: upload a bundle, written to disk and hashed as it arrives."""
+
+    upload: BundleUpload | None = None
+    refusal: ApiError | None = None
+    caller: Principal | None = None
+    receiving = True
+
+    def prepare(self) -> None:
+        """Check the caller, the name and the checksum header before the body comes, and open its file."""
+        # Refused requests are answered once their body is in (and dropped): closing a connection the
+        # client still sends on resets it, and the client may never read why.
+        try:
+            self.caller = self.need_deploy()
+            main = self.get_query_argument("main", "1")
+            if main not in ("0", "1", "true", "false"):
+                raise ApiError(422, "main must be 1/true (the new version becomes main) or 0/false", "invalid-input")
+            self.upload = self.deployments.receive(self.path_args[0], self.request.headers.get("X-Bundle-SHA256"))
+        except ApiError as exc:
+            self.refusal = exc
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        """Write (and hash) a chunk in the upload threads; tornado reads the next one once it is written."""
+        if self.upload is None:
+            return None
+        return asyncio.get_running_loop().run_in_executor(
+            self.deployments.pipeline.upload_threads, self.upload.write, chunk)
 
     async def post(self, name: str) -> None:
-        """Accept a bundle and start building it."""
-        p = self.need_deploy()
-        main = self.get_query_argument("main", "1")
-        if main not in ("0", "1", "true", "false"):
-            raise ApiError(422, "main must be 1/true (the new version becomes main) or 0/false", "invalid-input")
-        result = await self.deployments.submit(
-            name, self.request.body, self.request.headers.get("X-Bundle-SHA256"), p.username,
-            make_main=main in ("1", "true"), direct_urls=p.is_admin(),
-        )
+        """Accept the received bundle and start building it."""
+        self.receiving = False
+        try:
+            if self.refusal is not None:
+                raise self.refusal
+            assert self.upload is not None and self.caller is not None
+            result = await self.deployments.submit(
+                name, self.upload, self.request.headers.get("X-Bundle-SHA256"), self.caller.username,
+                make_main=self.get_query_argument("main", "1") in ("1", "true"), direct_urls=self.caller.is_admin(),
+            )
+        finally:
+            self._discard()
         base = f"{self.request.protocol}://{self.request.host}"
         result["url"] = f"{base}/services/{name}"
         result["events_url"] = f"{base}/api/services/{name}/versions/{result['version']}/events"
         self.send(result, status=202)
+
+    def on_connection_close(self) -> None:
+        """The client left mid-upload: drop what came (once the body is in, ``post`` cleans up)."""
+        if self.receiving:
+            self._discard()
+
+    def _discard(self) -> None:
+        upload, self.upload = self.upload, None
+        if upload is not None:
+            # What register did not move into the bundles dir: the spooled tar, a refused bundle's files.
+            asyncio.get_running_loop().run_in_executor(self.deployments.pipeline.upload_threads, upload.discard)
 
 
 class EventsHandler(BaseHandler):
@@ -246,7 +327,7 @@ class EventsHandler(BaseHandler):
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-cache")
         if not follow:
-            for event in task.events[start:]:
+            for event in task.since(start):
                 self.write(dumps(event) + b"\n")
             self.finish()
             return
@@ -284,17 +365,18 @@ class LogsHandler(BaseHandler):
         spec = self.deployments.spec(record)
         runtime = self.deployments.runtime
         self._stop = stop = threading.Event()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        queue = FollowQueue(on_drop=lambda: log.info(
+            "a log follower of %s %s reads more slowly than the log grows: dropping lines", name, record.version))
         loop = asyncio.get_running_loop()
 
         def pump() -> None:
             try:
                 for line in runtime.follow(spec, stop):
-                    loop.call_soon_threadsafe(queue.put_nowait, line)
+                    loop.call_soon_threadsafe(queue.offer, line)
             except Exception:  # noqa: BLE001 - the version went away; end the stream
                 log.debug("log follow of %s %s ended", name, record.version, exc_info=True)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                loop.call_soon_threadsafe(queue.end)
 
         # Its own thread: a follower may last for hours and must not hold a pool worker.
         threading.Thread(target=pump, name=f"follow-{name}", daemon=True).start()

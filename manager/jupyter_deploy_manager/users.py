@@ -14,11 +14,12 @@ class UsersHandler(BaseHandler):
         self.need_admin("list users")
         self.send({"users": [u.public() for u in self.auth.users()]})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         """Create a user ``{"username", "password", "role"}`` (role defaults to deployer)."""
         self.need_admin("create users")
         body = self.json_body()
-        user = self.auth.add_user(body.get("username"), body.get("password"), body.get("role", "deployer"))
+        user = await self.auth.hashing(self.auth.add_user, body.get("username"), body.get("password"),
+                                       body.get("role", "deployer"))
         self.send(user.public(), status=201)
 
 
@@ -35,7 +36,7 @@ class UserHandler(BaseHandler):
 class PasswordHandler(BaseHandler):
     """``POST /api/users/{username}/password``."""
 
-    def post(self, username: str) -> None:
+    async def post(self, username: str) -> None:
         """Set a new password ``{"password"}``; admins for anyone, every user for themself."""
         p = self.principal()
         if not p.may_set_password(username):
@@ -49,5 +50,5 @@ class PasswordHandler(BaseHandler):
                 "password; that takes an admin-scope token of an admin",
                 "forbidden",
             )
-        self.auth.set_password(username, self.json_body().get("password"))
+        await self.auth.hashing(self.auth.set_password, username, self.json_body().get("password"))
         self.send({"password_changed": username})
