@@ -83,6 +83,9 @@ _L_SERVICE = f"{LABEL}.service"
 _L_VERSION = f"{LABEL}.version"
 _L_ROLE = f"{LABEL}.role"
 
+BUILD_ROLES = ("deps-build", "app-build", "source-build")
+"""Roles of the throwaway containers of a build; any of this instance left at start is a killed manager's."""
+
 
 def _safe(text: str, pattern: str = r"[^A-Za-z0-9_.-]") -> str:
     """``text`` with characters Docker refuses in names replaced, plus a hash if anything changed."""
@@ -131,7 +134,24 @@ class DockerRuntime(Runtime):
         self._events_stream: Any = None
         self._events_thread: threading.Thread | None = None
         self._closed = False
+        self.remove_build_leftovers()
         self._watch_events()
+
+    def remove_build_leftovers(self) -> list[str]:
+        """Remove this instance's build containers, running or exited; return their names.
+
+        Called at construction, before any build of this manager: they belong to a manager of this
+        instance (this data dir) that was killed mid-build and can never finish its work.
+        """
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{_L_INSTANCE}={self.instance}"]})
+        removed = []
+        for container in found:
+            if container.labels.get(_L_ROLE) in BUILD_ROLES:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+                    removed.append(container.name)
+        return removed
 
     # -- names ---------------------------------------------------------------------------
 

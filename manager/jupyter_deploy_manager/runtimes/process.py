@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -73,6 +74,9 @@ PROBE_TIMEOUT = 20.0
 # stays with the manager.
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _BUILD_ENV_KEEP = (*_ENV_KEEP, "HOME", "TMPDIR", "USER", "LOGNAME")
+
+_UNFINISHED_VENV = re.compile(r"\.(?:tmp|old)-([0-9a-f]+)-[0-9a-f]{8}")
+"""A venv being built (``.tmp-<lock>-<id>``) or set aside (``.old-...``); left behind when a manager is killed."""
 
 
 def _interpreters(version: str) -> list[str]:
@@ -263,6 +267,7 @@ class ProcessRuntime(Runtime):
         self._keyed_locks: dict[str, threading.Lock] = {}
         self._log_lock = threading.Lock()
         self._closing = threading.Event()
+        self._remove_unfinished_venvs()
         self._adopt_all()
         self._monitor = threading.Thread(target=self._watch, name=f"jd-process-monitor-{instance}", daemon=True)
         self._monitor.start()
@@ -365,6 +370,34 @@ class ProcessRuntime(Runtime):
         # A venv made from an interpreter the runner cannot run (under /root) is rebuilt from one it can.
         return find_python_in(venv, uid)
 
+    def _remove_unfinished_venvs(self, held: str | None = None) -> list[str]:
+        """Remove venv builds that a killed manager left behind; return their names.
+
+        Only of locks nobody is building: a build holds its lock's flock (maybe in another manager sharing
+        the cache dir), so one whose flock is taken is left alone. ``held`` names a lock whose flock the
+        caller holds already.
+        """
+        if not self.venvs.is_dir():
+            return []
+        unfinished: dict[str, list[Path]] = {}
+        for entry in self.venvs.iterdir():
+            match = _UNFINISHED_VENV.fullmatch(entry.name)
+            if match and (held is None or match.group(1) == held):
+                unfinished.setdefault(match.group(1), []).append(entry)
+        removed = []
+        for lock_hash, entries in unfinished.items():
+            with contextlib.ExitStack() as stack:
+                if lock_hash != held:
+                    fh = stack.enter_context(open(self.venvs / f".{lock_hash}.lock", "w"))
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # being built right now
+                for entry in entries:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry.name)
+        return removed
+
     def _ensure_venv(self, lock: Lock, interpreter: str, log: LogSink, uid: int | None = None) -> Path:
         venv = self.venv_dir(lock)
         if self._usable(venv, uid):
@@ -379,6 +412,8 @@ class ProcessRuntime(Runtime):
             wheels = self.wheelhouse.wheels(lock)
             if wheels is None:
                 raise RuntimeError_(f"wheelhouse lost the wheels of lock {lock.hash}; build again")
+            for name in self._remove_unfinished_venvs(held=lock.hash):
+                log(f"removed {name}, an unfinished build of this venv")
             started = time.monotonic()
             tmp = self.venvs / f".tmp-{lock.hash}-{uuid.uuid4().hex[:8]}"
             log(f"creating venv for lock {lock.hash} with {interpreter}")
