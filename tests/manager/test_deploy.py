@@ -85,7 +85,10 @@ def test_deploy_shows_progress_and_returns_a_deployment(runtime_manager, iris):
     assert dep.token.startswith("jdt_")
     assert [e["name"] for e in dep.entrypoints] == ["predict", "species", "explode"]
     html = dep._repr_html_()
-    assert dep.token in html and "curl -X POST" in html and f"{dep.url}/predict" in html
+    # The card never holds the token: a saved notebook keeps only the masked one.
+    assert dep.token not in html and dep.token not in repr(dep) and dep.masked_token in html
+    assert "curl -X POST" in html and f"{dep.url}/predict" in html
+    assert "predict(sample) -> [" in repr(dep) and "explode: not called" in repr(dep)
 
 
 def test_answers_equal_the_notebook_for_every_dataframe_form(runtime_manager, iris):
