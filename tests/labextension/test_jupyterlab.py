@@ -93,7 +93,7 @@ def test_sidebar_login_empty_and_unreachable(browser, jupyter_factory, manager):
 
 
 def test_panel_deploys_from_a_notebook_and_the_sidebar_lists_it(browser, jupyter_factory, manager):
-    """In JupyterLab: panel(), pick model and function, Deploy from the keyboard, the card's token calls the endpoint."""
+    """In JupyterLab: panel(), pick model and function, Deploy from the keyboard, the card shows the endpoint."""
     server = jupyter_factory("lab")
     assert server.api("POST", "login", json={"url": manager.url, "username": "admin",
                                               "password": manager.password}).ok
@@ -128,12 +128,16 @@ def test_panel_deploys_from_a_notebook_and_the_sidebar_lists_it(browser, jupyter
         page.keyboard.press("Enter")
         card = view.locator(".jupyter-deploy-card")
         card.wait_for(state="visible", timeout=600_000)
-        token = card.locator(".jupyter-deploy-token").input_value()
+        # The widget's state may be saved with the notebook: the card in it shows the token masked.
+        masked = card.locator(".jupyter-deploy-token").inner_text()
+        assert masked.startswith("jdt_") and "••••" in masked
         assert f"{manager.url}/services/lab-iris/predict" in card.inner_text()
+        token = manager.client().create_token(service="lab-iris")["token"]
+        assert token not in card.inner_html()
         view.locator(".jd-row").first.wait_for(state="visible")
         screenshot(page, "panel.png")
 
-        # The endpoint answers with the token shown on the card.
+        # The endpoint answers what the notebook's model says.
         from sklearn.datasets import load_iris
         from sklearn.tree import DecisionTreeClassifier
 
@@ -220,4 +224,37 @@ def test_sidebar_docs_logs_stop_and_delete(browser, jupyter_factory, manager, mo
         wait_for(lambda: requests.get(f"{manager.url}/api/services/nb-echo", headers=manager.headers(),
                                         timeout=30).status_code == 404, what="the delete")
         wait_state(page, "empty")
+        assert not seen.js_errors, seen.js_errors
+
+
+def test_the_card_copies_its_token_in_the_live_page_and_the_saved_notebook_has_none(browser, jupyter_factory):
+    """A deployment card in JupyterLab: copy puts the token on the clipboard; the notebook saved to disk lacks it."""
+    server = jupyter_factory("lab")
+    token = "jdt_live-page-only-" + "0123456789abcdef" * 2
+    path = server.root / "card.ipynb"
+    write_notebook(
+        path,
+        "from jupyter_deploy.deployment import Deployment\n"
+        # Built in the cell, so the source does not hold it either.
+        "Deployment('demo', '0.1.0', 'http://manager.example/services/demo', 'jdt_live-page-only-' + "
+        "'0123456789abcdef' * 2, 'running', "
+        "'http://manager.example', [{'name': 'predict', 'signature': '(data)', 'parameters': [{'name': 'data'}]}], "
+        "[], None, {'sample': True, 'entrypoints': [{'entrypoint': 'predict', 'called': True, 'ok': True, "
+        "'preview': '[0, 2, 1]'}]})",
+    )
+    with visit(browser, lab_url(server, "lab/tree/card.ipynb"), height=1000, clipboard=True) as seen:
+        page = seen.page
+        run_all_cells(page)
+        card = page.locator(".jp-OutputArea .jupyter-deploy-card")
+        card.wait_for(state="visible", timeout=120_000)
+        assert "predict(sample) -> [0, 2, 1]" in card.inner_text()
+        assert token not in card.inner_html() and card.locator(".jupyter-deploy-token").inner_text().endswith("cdef")
+        card.locator(".jupyter-deploy-copy").click()
+        page.locator(".jupyter-deploy-copy", has_text="copied").wait_for(state="visible")
+        assert page.evaluate("navigator.clipboard.readText()") == token
+        # The docs link gets the token in its fragment when followed from this page, not before.
+        assert token not in (card.locator(".jupyter-deploy-docs").get_attribute("href") or "")
+        page.keyboard.press("Control+s")
+        wait_for(lambda: "jupyter-deploy-card" in path.read_text(), what="the notebook saved with its output")
+        assert token not in path.read_text()
         assert not seen.js_errors, seen.js_errors
