@@ -267,3 +267,32 @@ def test_secrets_reach_the_service_and_nothing_else_and_rotate_without_a_failed_
     assert cli(manager, "secret", "rm", "DB_URL", "--force").returncode == 0
     assert "DB_URL" not in cli(manager, "secret", "ls").stdout
     manager.client().delete("vault")
+
+
+def test_a_folder_deploy_gets_secrets_and_env_from_the_command_line(runtime_manager, tmp_path):
+    manager = runtime_manager
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    (folder / "service.py").write_text(
+        "import hashlib, os\n"
+        "from jupyter_deploy import service\n\n\n"
+        "@service.entrypoint\n"
+        "def whoami(name: str) -> dict:\n"
+        "    \"\"\"Greet, and say what the service was given.\"\"\"\n"
+        "    token = os.environ['API_TOKEN']\n"
+        "    return {'hello': name, 'region': os.environ['REGION'], 'sha': hashlib.sha256(token.encode()).hexdigest()}\n"
+    )
+    value = "api-" + hashlib.sha256(os.urandom(8)).hexdigest()
+    assert cli(manager, "secret", "set", "API_TOKEN", stdin=value).returncode == 0
+    done = cli(manager, "deploy", "folder-svc", "1.0.0", str(folder), "--secret", "API_TOKEN", "-e", "REGION=eu-west")
+    assert done.returncode == 0, done.stderr
+    # Without a sample nothing was called before traffic, and the summary says so.
+    assert "smoke test: none" in done.stdout and value not in done.stdout + done.stderr
+    answer = requests.post(f"{manager.url}/services/folder-svc/whoami", json={"name": "ada"},
+                           headers=manager.headers(), timeout=60).json()
+    assert answer == {"hello": "ada", "region": "eu-west", "sha": sha(value)}
+    bundle = manager.data_dir / "bundles" / "folder-svc" / "1.0.0"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["secrets"] == ["API_TOKEN"] and manifest["env"] == {"REGION": "eu-west"}
+    assert not files_holding(manager.data_dir, value)
+    manager.client().delete("folder-svc")
