@@ -26,7 +26,8 @@ _ERRORS: dict[str, str] = {
     "413": "The body is larger than the manager accepts: a bundle over ManagerApp.max_bundle_size, a call "
     "over ManagerApp.max_call_body_size, any other body over ManagerApp.max_api_body_size.",
     "422": "A field is missing, of the wrong type or out of range; the message names it.",
-    "429": "Too many failed logins from this address or for this user; wait a minute.",
+    "429": "Too many failed logins of this user from this address (or from this address): wait the seconds "
+    "the Retry-After header says; the wait doubles with each further failure.",
     "500": "The manager or the runtime failed; details are in the manager's log.",
     "502": "The service did not answer.",
     "503": "The service has no running version, or it is shutting down.",
@@ -162,8 +163,10 @@ def _schemas() -> dict[str, Any]:
                 "token_id": {"type": "string"},
                 "username": {"type": "string"},
                 "scope": {"type": "string", "enum": ["admin", "deploy"]},
+                "expires_at": {"type": ["string", "null"], "format": "date-time",
+                               "description": "When the token stops working (ManagerApp.login_token_lifetime)."},
             },
-            "required": ["token", "token_id", "username", "scope"],
+            "required": ["token", "token_id", "username", "scope", "expires_at"],
         },
         "WhoAmI": {
             "type": "object",
@@ -258,10 +261,20 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "seq": {"type": "integer", "minimum": 0},
                 "time": {"type": "string", "format": "date-time"},
-                "phase": {"type": "string", "enum": ["upload", "build", "start", "health", "done", "error"]},
+                "phase": {"type": "string",
+                          "enum": ["upload", "build", "start", "health", "smoke", "done", "error"]},
                 "kind": {"type": "string", "enum": ["phase", "log", "result"]},
                 "message": {"type": "string"},
                 "status": {"type": "string"},
+                "failed_in": {"type": "string", "description": "With a failed result: the phase that failed."},
+                "smoke": {
+                    "type": "object",
+                    "description": "With the result, once the smoke test ran: whether there was a sample, and "
+                    "per entrypoint whether it was called (or why not), a preview of its answer, or its error "
+                    "and the frames of the user's code. Secret values are replaced by ***.",
+                    "properties": {"sample": {"type": "boolean"},
+                                   "entrypoints": {"type": "array", "items": {"type": "object"}}},
+                },
             },
             "required": ["seq", "time", "phase", "kind", "message"],
         },
