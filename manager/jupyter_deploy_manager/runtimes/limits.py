@@ -211,6 +211,9 @@ class Limiter:
             return Placement(address_space=self.memory_bytes)
         if self.mechanism == "none":
             return Placement()
+        if not all(base.is_dir() for base in self._bases.values()):
+            # Removed while every runner was stopped (shutdown_all, a clean-up): made again the same way.
+            self._bases = self._cgroup_bases()
         leaves: list[str] = []
         if "v2" in self._bases:
             leaf = self._bases["v2"] / key
