@@ -213,7 +213,7 @@ def _kill_runners(manager, docker_command: str = "kill") -> None:
     else:
         from ..harness import kill_processes_under
 
-        kill_processes_under(manager.data_dir)
+        kill_processes_under(manager.data_dir / "versions")  # the runners, not the manager itself
 
 
 def test_a_killed_runner_is_reported_and_restarted_every_time(runtime_manager, iris):
