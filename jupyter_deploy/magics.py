@@ -51,7 +51,8 @@ class DeployMagics(Magics):
         # Run the cell first so the functions exist, like any other cell. Compiled under a name IPython keeps
         # the source of (as for any cell), so a traceback from the service shows the cell's own lines.
         filename = self.shell.compile.cache(cell, self.shell.execution_count, raw_code=cell)
-        exec(self.shell.compile(cell, filename, "exec"), self.shell.user_global_ns, self.shell.user_ns)  # noqa: S102 - the user's own cell
+        code = self.shell.compile(cell, filename, "exec")
+        exec(code, self.shell.user_global_ns, self.shell.user_ns)  # noqa: S102 - the user's own cell
         namespace = self.shell.user_ns
         sample = None
         if args.sample:

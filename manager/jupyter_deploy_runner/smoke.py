@@ -52,7 +52,8 @@ def _why_not(ep: Entrypoint, sample: dict[str, Any] | None) -> str | None:
         return f"its first parameter {first.name} takes {first.type} and the sample is {shown}"
     needed = [p.name for p in rest if p.required]
     if needed:
-        return f"{', '.join(needed)} {'has' if len(needed) == 1 else 'have'} no default and the sample gives only {first.name}"
+        verb = "has" if len(needed) == 1 else "have"
+        return f"{', '.join(needed)} {verb} no default and the sample gives only {first.name}"
     return None
 
 

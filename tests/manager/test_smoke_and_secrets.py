@@ -124,7 +124,8 @@ def test_a_function_broken_on_the_sample_fails_the_deploy_and_main_keeps_serving
     good = deploy(runtime_manager, "calc", {"double": double}, sample=FRAME)
     assert good.smoke["sample"] is True
     assert good.smoke_lines() == ["double(sample) -> [2.0, 4.0, 6.0]"]
-    assert "double(sample) -> [2.0, 4.0, 6.0]" in repr(good) and "double(sample) -&gt; [2.0, 4.0, 6.0]" in good._repr_html_()
+    assert "double(sample) -> [2.0, 4.0, 6.0]" in repr(good)
+    assert "double(sample) -&gt; [2.0, 4.0, 6.0]" in good._repr_html_()
 
     with CallLoop(runtime_manager, "calc", "double", good.token) as loop:
         with pytest.raises(SmokeTestFailed) as info:
@@ -296,3 +297,44 @@ def test_a_folder_deploy_gets_secrets_and_env_from_the_command_line(runtime_mana
     assert manifest["secrets"] == ["API_TOKEN"] and manifest["env"] == {"REGION": "eu-west"}
     assert not files_holding(manager.data_dir, value)
     manager.client().delete("folder-svc")
+
+
+def test_a_runner_restarted_after_a_manager_restart_still_has_its_secret(runtime_manager):
+    manager = runtime_manager
+    value = "restart-" + hashlib.sha256(os.urandom(8)).hexdigest()
+    manager.client().set_secret("SURVIVOR", value)
+
+    def survivor(data: pd.DataFrame) -> str:
+        return hashlib.sha256(os.environ["SURVIVOR"].encode()).hexdigest()
+
+    dep = deploy(manager, "survivor", [survivor], sample=FRAME, secrets=["SURVIVOR"])
+    manager.stop()
+    manager.start()
+    client = manager.client()
+    url, body = f"{manager.url}/services/survivor/survivor", {"data": FRAME.to_dict("records")}
+    # Answered through the proxy: the new manager has routed it, after asking the runtime to start it.
+    wait_until = time.monotonic() + 120
+    while requests.post(url, json=body, headers=manager.headers(), timeout=60).status_code != 200:
+        assert time.monotonic() < wait_until, "the service was not routed again after the manager restart"
+        time.sleep(0.1)
+    before = len([e for e in client.events_log("survivor") if e["kind"] == "restarted"])
+    # The runner dies under the new manager, which starts it again: with the secret it never wrote down.
+    if manager.runtime == "docker":
+        instance = (manager.data_dir / "instance").read_text().strip()
+        subprocess.run(f"docker ps -q --filter label=io.jupyter-deploy.instance={instance} "
+                       "--filter label=io.jupyter-deploy.service=survivor | xargs -r docker kill",
+                       shell=True, check=True, capture_output=True)
+    else:
+        state = json.loads(next((manager.data_dir / "versions").glob("survivor--*/state.json")).read_text())
+        os.kill(state["pid"], 9)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        restarted = [e for e in client.events_log("survivor") if e["kind"] == "restarted"]
+        resp = requests.post(url, json=body, headers=manager.headers(), timeout=60)
+        if len(restarted) > before and resp.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert len(restarted) > before and resp.status_code == 200, resp.text
+    assert resp.json() == sha(value)
+    client.delete("survivor")
+    assert dep.version == "0.1.0"
