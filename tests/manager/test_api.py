@@ -9,6 +9,7 @@ import os
 import stat
 import tarfile
 
+import pytest
 import requests
 
 from jupyter_deploy import bundle as bundle_format
@@ -186,3 +187,26 @@ def test_a_manifest_of_the_wrong_shape_is_refused_and_listings_keep_working(mana
     resp = _post_bundle(manager, "shapes", bundle_format.pack(manifest, b"x").data)
     assert resp.status_code == 400 and "requirements" in resp.json()["message"]
     assert requests.get(f"{manager.url}/api/services", headers=manager.headers()).status_code == 200
+
+
+def test_names_and_versions_ending_in_a_newline_are_refused_everywhere(manager):
+    # The patterns once ended in `$`, which also matches before a final newline: a second service
+    # "iris\n" could appear, and a version "1.0.0\n" ran but answered 500 to every call.
+    good = _minimal_bundle()
+    resp = _post_bundle(manager, "demo%0A", good.data)
+    assert resp.status_code == 422 and resp.json()["reason"] == "invalid-name", resp.text
+    manifest = dict(good.manifest, version="1.0.0\n")
+    bad = bundle_format.pack(manifest, b"not a pickle at all")
+    resp = _post_bundle(manager, "demo", bad.data)
+    assert resp.status_code == 422 and resp.json()["reason"] == "invalid-version", resp.text
+    assert requests.get(f"{manager.url}/api/services/demo%0A", headers=manager.headers()).status_code == 404
+    names = [s["name"] for s in requests.get(f"{manager.url}/api/services", headers=manager.headers()).json()["services"]]
+    assert not [n for n in names if n != n.strip()]
+    # The notebook side refuses them before capturing anything.
+    from jupyter_deploy.capture import capture
+    from jupyter_deploy.errors import CaptureError
+
+    with pytest.raises(CaptureError, match="invalid"):
+        capture([len], name="demo\n")
+    with pytest.raises(CaptureError, match="invalid"):
+        capture([len], name="demo", version="1.0.0\n")
