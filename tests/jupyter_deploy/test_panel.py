@@ -72,7 +72,7 @@ def test_picks_that_make_no_service_are_explained(iris, logged_in):
 
 
 def test_deploy_a_model_shows_the_card_and_the_endpoint_answers(iris, logged_in):
-    """Model + sample, Deploy: the card carries a token that calls the endpoint; the list shows it running."""
+    """Model + sample, Deploy: the card (widget state, which may be saved) masks the token; the endpoint answers."""
     model, rows = iris
     view = DeployPanel({"clf": model, "X_test": rows})
     view.sample.value = "X_test"
@@ -80,7 +80,8 @@ def test_deploy_a_model_shows_the_card_and_the_endpoint_answers(iris, logged_in)
     view.start_deploy()
     deployment = view.wait(timeout=600)
     assert deployment is not None, view.result.value + view.log.value
-    assert deployment.token in view.result.value and deployment.endpoint() in view.result.value
+    assert deployment.token not in view.result.value and deployment.masked_token in view.result.value
+    assert deployment.endpoint() in view.result.value and "predict(sample) -&gt; [" in view.result.value
     assert 'data-phase="done"' in view.phase.value and view.progress.value == view.progress.max
     answer = requests.post(deployment.endpoint(), json={"data": rows.to_dict("records")},
                            headers={"Authorization": f"Bearer {deployment.token}"}, timeout=30)

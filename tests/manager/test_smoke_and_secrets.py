@@ -338,3 +338,25 @@ def test_a_runner_restarted_after_a_manager_restart_still_has_its_secret(runtime
     assert resp.json() == sha(value)
     client.delete("survivor")
     assert dep.version == "0.1.0"
+
+
+def test_a_function_that_shows_its_secret_has_it_blanked_in_the_deploy_and_the_log(runtime_manager):
+    manager = runtime_manager
+    value = "leak-" + hashlib.sha256(os.urandom(8)).hexdigest()
+    manager.client().set_secret("LEAKY", value)
+
+    def leaky(data: pd.DataFrame) -> str:
+        print("connecting with", os.environ["LEAKY"], flush=True)
+        return os.environ["LEAKY"]
+
+    dep = deploy(manager, "leaky", [leaky], sample=FRAME, secrets=["LEAKY"])
+    # Its caller gets what it returns; the deploy's record and the log API do not.
+    assert dep.smoke_lines() == ['leaky(sample) -> "***"']
+    assert dep.connect().leaky(FRAME) == value
+    # Docker's log driver may hand the container's lines over a moment after they were written.
+    deadline = time.monotonic() + 30
+    while "connecting with" not in (logs := manager.client().logs("leaky", 1000)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "connecting with ***" in logs and value not in logs
+    assert value not in api_answers(manager, "leaky", dep.version)
+    manager.client().delete("leaky")
