@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,7 +96,12 @@ class ManagerProcess:
         remove_runner_cgroups(self.data_dir)
         instance_file = self.data_dir / "instance"
         if instance_file.exists():
-            remove_docker_objects(instance_file.read_text().strip())
+            instance = instance_file.read_text().strip()
+            remove_docker_objects(instance)
+            # The containers went without the runtime: their secrets files on the host's tmpfs go here.
+            from jupyter_deploy_manager.runtimes.docker import default_secrets_dir
+
+            shutil.rmtree(default_secrets_dir(instance, self.data_dir), ignore_errors=True)
 
 
 def terminate(proc: subprocess.Popen | None) -> None:

@@ -360,3 +360,20 @@ def test_a_function_that_shows_its_secret_has_it_blanked_in_the_deploy_and_the_l
     assert "connecting with ***" in logs and value not in logs
     assert value not in api_answers(manager, "leaky", dep.version)
     manager.client().delete("leaky")
+
+
+def test_secrets_files_of_containers_removed_behind_the_managers_back_go_at_its_next_start(tmp_path, docker_client):
+    from jupyter_deploy_manager.runtimes.docker import DockerRuntime
+
+    from ..conftest import passable
+
+    passable(tmp_path)
+    secrets_dir = tmp_path / "run-secrets"
+    orphan = secrets_dir / "0123456789abcdef0123456789abcdef"
+    orphan.mkdir(parents=True)
+    (orphan / "secrets.json").write_text('{"GONE": "value of a container removed outside the manager"}')
+    runtime = DockerRuntime(tmp_path / "data", "jdorphantest", secrets_dir=secrets_dir, client=docker_client)
+    try:
+        assert not orphan.exists() and secrets_dir.is_dir()
+    finally:
+        runtime.close()

@@ -135,7 +135,21 @@ class DockerRuntime(Runtime):
         self._events_thread: threading.Thread | None = None
         self._closed = False
         self.remove_build_leftovers()
+        self.remove_orphan_secrets()
         self._watch_events()
+
+    def remove_orphan_secrets(self) -> list[str]:
+        """Delete secrets directories no container of this instance mounts (their container went outside us)."""
+        if not self.secrets_dir.is_dir():
+            return []
+        mounted = {self._secrets_source(c) for c in self.client.containers.list(
+            all=True, filters={"label": [f"{_L_INSTANCE}={self.instance}", f"{_L_ROLE}=service"]})}
+        removed = []
+        for entry in self.secrets_dir.iterdir():
+            if entry.is_dir() and entry not in mounted:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+        return removed
 
     def remove_build_leftovers(self) -> list[str]:
         """Remove this instance's build containers, running or exited; return their names.
@@ -618,6 +632,7 @@ class DockerRuntime(Runtime):
             if net.name == self.network_name:
                 with contextlib.suppress(docker.errors.NotFound):
                     net.remove()
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
 
     # -- crash events and restarts ------------------------------------------------------
 
