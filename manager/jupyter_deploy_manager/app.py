@@ -47,7 +47,7 @@ from .handlers import (
 from .docs import STATIC_DIR as DOCS_DIR
 from .docs import ApiDocsHandler, swagger_ui_dir
 from .monitoring import MonitorHandler, UsageHandler
-from .pages import PageStaticHandler
+from .pages import DOCS_FRAME_ANCESTORS, PageStaticHandler
 from .lifecycle import DRAIN_GRACE
 from .pipeline import BUILD_LOG_LINES, DEPLOY_TASK_KEEP, SMOKE_TIMEOUT
 from .proxy import RunnerPool, ServiceProxyHandler, VersionProxyHandler
@@ -98,7 +98,8 @@ def docker_answers() -> bool:
 
 
 def make_app(store: Store, auth: Auth, deployments: DeploymentService, pool: RunnerPool,
-             trusted_proxies: list[Network] | None = None) -> tornado.web.Application:
+             trusted_proxies: list[Network] | None = None,
+             docs_frame_ancestors: str = DOCS_FRAME_ANCESTORS) -> tornado.web.Application:
     """The tornado application with the API, the proxy and their services in its settings."""
     name = r"([^/]+)"
     routes: list[Any] = [
@@ -143,6 +144,7 @@ def make_app(store: Store, auth: Auth, deployments: DeploymentService, pool: Run
         jd_deployments=deployments,
         jd_pool=pool,
         jd_trusted_proxies=list(trusted_proxies or []),
+        jd_docs_frame_ancestors=docs_frame_ancestors,
         # The proxy's hot path should not pay for an access log line per call.
         log_function=lambda handler: None,
         compress_response=False,
@@ -258,6 +260,12 @@ class ManagerApp(Application):
     ).tag(config=True)
     token_cleanup_interval = Float(
         DEFAULT_TOKEN_CLEANUP_INTERVAL, help="Seconds between two removals of expired tokens from the database."
+    ).tag(config=True)
+    docs_frame_ancestors = Unicode(
+        DOCS_FRAME_ANCESTORS,
+        help="CSP frame-ancestors of the service docs pages: the JupyterLab sidebar shows them in a frame "
+        "from the Jupyter server's origin, which the manager cannot know. Narrow it to that origin "
+        "(e.g. 'https://jupyter.example.org'), or set 'none' to forbid framing.",
     ).tag(config=True)
     trusted_proxies = List(
         Unicode(), help="Addresses or networks (CIDR) of reverse proxies in front of the manager. For a request "
@@ -375,7 +383,8 @@ class ManagerApp(Application):
         deployments.lifecycle.drain_grace = self.drain_grace
         holder["d"] = deployments
         pool = RunnerPool(call_timeout=self.call_timeout)
-        app = make_app(store, auth, deployments, pool, trusted_proxies=trusted)
+        app = make_app(store, auth, deployments, pool, trusted_proxies=trusted,
+                       docs_frame_ancestors=self.docs_frame_ancestors)
         limits = Limits(max_header_size=self.max_header_size, max_bundle_size=self.max_bundle_size,
                         max_call_body_size=self.max_call_body_size, max_api_body_size=self.max_api_body_size)
         server = Server(app, limits=limits, xheaders=False, idle_connection_timeout=self.idle_connection_timeout,

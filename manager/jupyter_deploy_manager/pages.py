@@ -25,10 +25,22 @@ PAGE_HEADERS = {
 """The headers of every HTML page."""
 
 
-def set_page_headers(handler: tornado.web.RequestHandler) -> None:
-    """Give ``handler``'s answer the headers of an HTML page of the manager."""
+DOCS_FRAME_ANCESTORS = "*"
+"""Default framing of service docs pages, which the JupyterLab sidebar embeds (ManagerApp.docs_frame_ancestors)."""
+
+
+def set_page_headers(handler: tornado.web.RequestHandler, frame_ancestors: str | None = None) -> None:
+    """Give ``handler``'s answer the headers of an HTML page of the manager.
+
+    ``frame_ancestors`` lets the page be framed by those origins (the service docs pages, which the
+    sidebar embeds); every other page may be framed by nobody.
+    """
     for name, value in PAGE_HEADERS.items():
         handler.set_header(name, value)
+    if frame_ancestors is not None and frame_ancestors.strip() not in ("", "'none'", "none"):
+        handler.clear_header("X-Frame-Options")
+        policy = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'", f"frame-ancestors {frame_ancestors}")
+        handler.set_header("Content-Security-Policy", policy)
 
 
 class PageStaticHandler(tornado.web.StaticFileHandler):

@@ -69,7 +69,8 @@ class ServiceProxyHandler(BaseHandler):
                 # No such service can exist, and the page would otherwise echo the name into its script.
                 raise ApiError(404, f"no service named {name!r}", "unknown-service")
             # The page holds no service data: it asks for a token, then loads the document with it.
-            set_page_headers(self)
+            # The sidebar shows this page in a frame of the Jupyter server's origin.
+            set_page_headers(self, self.settings.get("jd_docs_frame_ancestors"))
             self.finish(ServiceDocs.page(self, name, version))
             return
         if path == "openapi.json":

@@ -112,7 +112,7 @@ def test_admin_lists_users_without_password_hashes(world: World) -> None:
 
 def _concrete(world: World, template: str) -> str:
     values = {"name": SERVICE, "version": world.version, "entrypoint": "double", "username": "admin",
-              "token_id": world.token_ids["admin"]}
+              "token_id": world.token_ids["admin"], "secret": "NO_SUCH_SECRET"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
 
