@@ -14,7 +14,6 @@ import os
 import socket
 import stat
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from jupyter_deploy.capture import capture
 from jupyter_deploy.progress import Progress
 
 from tests.conftest import passable
+from tests.harness import wait_for as harness_wait_for
 
 MEMORY_LIMIT = "256m"
 MONITOR_KEEP = 20
@@ -37,15 +37,9 @@ WAIT = 60.0
 """Seconds any wait for a condition may take before the test fails."""
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT) -> Any:
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate: Any, what: str, timeout: float = WAIT) -> Any:
+    """The harness's wait, with this module's longer deadline."""
+    return harness_wait_for(predicate, what, timeout)
 
 
 # -- what the services run -------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -21,6 +20,7 @@ from jupyter_deploy_manager.runtimes.docker import BUILD_ROLES
 
 from ..conftest import passable
 from ..harness import CACHE_DIR
+from ..harness import wait_for as harness_wait_for
 
 if TYPE_CHECKING:
     from ..harness import ManagerProcess
@@ -30,14 +30,8 @@ LABEL = "io.jupyter-deploy"
 
 
 def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something true; fail naming ``what`` after the deadline."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """The harness's wait, with this module's longer deadline (builds are slow)."""
+    return harness_wait_for(condition, what, deadline, interval=0.02)
 
 
 def slow_bundle() -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ import tornado
 
 from jupyter_deploy import bundle
 from jupyter_deploy_manager.runtimes.base import Lock, VersionSpec, host_python
+from tests.harness import wait_for  # noqa: F401  (the runtime tests import it from here)
 
 MODEL = '''
 import numpy as np
@@ -93,14 +94,3 @@ def post(url: str, body: dict[str, Any]) -> Any:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until truthy or the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
