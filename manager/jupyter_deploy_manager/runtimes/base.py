@@ -18,6 +18,9 @@ from typing import Any, Callable, Iterator
 LogSink = Callable[[str], None]
 """Receives build/start log lines as they come."""
 
+EventSink = Callable[[str, str, str, str], None]
+"""on_event(service, version, event, message) from a runtime's threads; events: crashed, restarted, failed."""
+
 RUNNER_PORT = 8080
 """Port the service runner listens on inside a container."""
 

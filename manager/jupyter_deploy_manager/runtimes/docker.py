@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import docker
 import docker.errors
@@ -34,6 +34,7 @@ from .base import (
     RUNNER_PORT,
     Backoff,
     Endpoint,
+    EventSink,
     Lock,
     LogSink,
     Runtime,
@@ -41,8 +42,6 @@ from .base import (
     VersionSpec,
 )
 
-EventSink = Callable[[str, str, str, str], None]
-"""on_event(service, version, event, message); events: crashed, restarted, failed."""
 
 EVENTS_RECONNECT_DELAY = 1.0
 """Seconds before watching Docker's events again after the stream broke (engine restart)."""

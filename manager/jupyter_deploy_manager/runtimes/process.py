@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ..builder import (
     CONTRACT_PACKAGE,
@@ -33,6 +33,7 @@ from .base import (
     OUT_OF_MEMORY_EXIT,
     PERMANENT_EXITS,
     Endpoint,
+    EventSink,
     Lock,
     LogSink,
     Runtime,
@@ -41,10 +42,7 @@ from .base import (
     host_python,
     run_streamed,
 )
-from .limits import Limiter, Placement
-
-EventSink = Callable[[str, str, str, str], None]
-"""on_event(service, version, event, message); events: crashed, restarted, failed."""
+from .limits import Limiter
 
 HOST = "127.0.0.1"
 """Runners listen on loopback only: the manager's proxy is the one way in."""
@@ -87,18 +85,25 @@ def _interpreters(version: str) -> list[str]:
     return found
 
 
+def _probe(python: str, code: str, uid: int | None) -> str | None:
+    """What ``python -c code`` prints when run as ``uid`` (the manager's own user when None), or None if it fails."""
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=PROBE_TIMEOUT,
+                             user=uid, group=uid, extra_groups=[] if uid is not None else None,
+                             cwd="/", env={"PATH": os.environ.get("PATH", "")})
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def find_python(version: str, uid: int | None = None) -> str:
     """An interpreter for Python X.Y (the manager's own first), runnable by ``uid`` when one is given."""
     for exe in _interpreters(version):
         # PATH may hold shims (pyenv) that exist but refuse to run, or live where an unprivileged
         # runner cannot reach (under /root): ask the interpreter itself, as the runner would run it.
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=PROBE_TIMEOUT,
-                                 user=uid, group=uid, extra_groups=[] if uid is not None else None,
-                                 cwd="/", env={"PATH": os.environ.get("PATH", "")})
-            if out.returncode == 0 and out.stdout.strip() == version:
-                return exe
+        said = _probe(exe, "import sys; print('%d.%d' % sys.version_info[:2])", uid)
+        if said is not None and said.strip() == version:
+            return exe
     if uid is not None:
         raise RuntimeError_(
             f"this version needs Python {version}, and runners run as unprivileged users, who cannot run "
@@ -109,16 +114,6 @@ def find_python(version: str, uid: int | None = None) -> str:
         f"this version needs Python {version} but the manager runs {host_python()} and no working "
         f"python{version} is on its PATH; install python{version} (with venv) or use the docker runtime"
     )
-
-
-def find_python_in(venv: Path, uid: int) -> bool:
-    """Whether ``uid`` can run the venv's interpreter."""
-    try:
-        out = subprocess.run([str(venv / "bin" / "python"), "-c", ""], capture_output=True, timeout=PROBE_TIMEOUT,
-                             user=uid, group=uid, extra_groups=[], cwd="/", env={"PATH": os.environ.get("PATH", "")})
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return out.returncode == 0
 
 
 def _clean_env(keep: tuple[str, ...] = _BUILD_ENV_KEEP) -> dict[str, str]:
@@ -368,7 +363,7 @@ class ProcessRuntime(Runtime):
         if uid is None:
             return True
         # A venv made from an interpreter the runner cannot run (under /root) is rebuilt from one it can.
-        return find_python_in(venv, uid)
+        return _probe(str(venv / "bin" / "python"), "", uid) is not None
 
     def _remove_unfinished_venvs(self, held: str | None = None) -> list[str]:
         """Remove venv builds that a killed manager left behind; return their names.
